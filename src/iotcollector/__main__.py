@@ -1,0 +1,3 @@
+from iotcollector.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""Typed settings from ``IOT_*`` environment variables; built in ``main``, never at import."""
+
+from __future__ import annotations
+
+import socket
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from iotcollector.errors import ConfigError
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class ApiAuth(StrEnum):
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+
+
+def _default_client_id() -> str:
+    return f"iot-collector-{socket.gethostname()}"[:64]
+
+
+class Settings(BaseSettings):
+    """Every setting of the collector; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="IOT_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_topics: Annotated[tuple[str, ...], NoDecode] = ("iot/data",)
+    mqtt_client_id: str = Field(default_factory=_default_client_id, min_length=1, max_length=128)
+    mqtt_shared_group: str | None = None
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
+    mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
+    mqtt_max_inflight: int = Field(default=20_000, ge=10, le=1_000_000)
+    mqtt_reconnect_max_s: float = Field(default=30.0, gt=0, le=600)
+
+    database_url: SecretStr = SecretStr("sqlite:///./data/iot.db")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=3000, ge=0, le=65535)
+
+    batch_max_size: int = Field(default=2000, ge=1, le=100_000)
+    batch_max_delay_ms: int = Field(default=50, ge=1, le=60_000)
+    shutdown_timeout_s: float = Field(default=8.0, gt=0, le=600)
+
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_future_skew_s: float = Field(default=300.0, ge=0)
+
+    device_offline_after_s: int = Field(default=300, ge=1)
+    retention_days: int | None = Field(default=None, ge=1)
+
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.TEXT
+
+    @field_validator("mqtt_topics", mode="before")
+    @classmethod
+    def _split_topics(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(t.strip() for t in value.split(",") if t.strip())
+        return value
+
+    @field_validator("mqtt_topics")
+    @classmethod
+    def _check_topics(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one topic filter is required")
+        for topic in value:
+            parts = topic.split("/")
+            for i, part in enumerate(parts):
+                if part == "#" and i != len(parts) - 1:
+                    raise ValueError(f"{topic!r}: '#' must be the last level")
+                if ("#" in part or "+" in part) and len(part) > 1:
+                    raise ValueError(f"{topic!r}: a wildcard must fill a whole level")
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
+            raise ValueError("must look like mqtt://host:port or mqtts://host:port")
+        try:
+            _ = parts.port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr) -> SecretStr:
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in {"sqlite", "postgresql", "postgres"}:
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @field_validator("mqtt_shared_group")
+    @classmethod
+    def _check_group(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(c in value for c in "/+#")):
+            raise ValueError("a shared group name must be non-empty without '/', '+' or '#'")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @model_validator(mode="after")
+    def _check_tls_pair(self) -> Settings:
+        if (self.mqtt_cert_file is None) != (self.mqtt_key_file is None):
+            raise ValueError("IOT_MQTT_CERT_FILE and IOT_MQTT_KEY_FILE must be set together")
+        return self
+
+    @property
+    def mqtt_host(self) -> str:
+        return urlsplit(self.mqtt_url).hostname or "127.0.0.1"
+
+    @property
+    def mqtt_port(self) -> int:
+        parts = urlsplit(self.mqtt_url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def mqtt_tls(self) -> bool:
+        return urlsplit(self.mqtt_url).scheme == "mqtts"
+
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        """The topic filters as subscribed, with the shared-subscription prefix if any."""
+        if self.mqtt_shared_group:
+            return tuple(f"$share/{self.mqtt_shared_group}/{t}" for t in self.mqtt_topics)
+        return self.mqtt_topics
+
+
+def load_settings() -> Settings:
+    """Read and validate the settings; a ``ConfigError`` names each bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "IOT_" + "_".join(str(p) for p in error["loc"]).upper() if error["loc"] else ""
+            problems.append(f"{name or 'settings'}: {error['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,1 @@
+"""The reading and its parsing from raw bytes: pure, no I/O."""

@@ -1,0 +1,56 @@
+"""The reading, the rejection of bad input, and the result of parsing one message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One validated sensor reading. ``timestamp`` is timezone-aware UTC."""
+
+    device_id: str
+    sensor_type: str
+    value: float
+    unit: str
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a message, or one item of a JSON array (``index``), was not accepted.
+
+    ``code`` is a short, bounded identifier (a metric label); ``detail`` is the clear,
+    human-readable reason. ``raw`` is the rejected item's own bytes when it is one item of an
+    array; ``None`` means the whole message was rejected.
+    """
+
+    code: str
+    detail: str
+    index: int | None = None
+    raw: bytes | None = None
+
+    @property
+    def reason(self) -> str:
+        """The text stored with a dead letter and returned to HTTP clients."""
+        where = f"item {self.index}: " if self.index is not None else ""
+        return f"{self.code}: {where}{self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    """What one message yielded: its valid readings and the rejections of its bad parts."""
+
+    readings: list[Reading] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A rejected message (or array item) kept raw with its reason in ``iot_rejected``."""
+
+    received_at: datetime
+    topic: str
+    payload: bytes
+    reason: str

@@ -1,0 +1,1 @@
+"""Storage behind one small interface: PostgreSQL (production) and SQLite (embedded default)."""
