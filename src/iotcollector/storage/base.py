@@ -13,7 +13,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """The outcome of one committed batch."""
+    """The outcome of one committed batch.
+
+    ``dead_letters`` counts every row written to ``iot_rejected``: those passed in plus the
+    readings the database refused permanently and that were isolated there.
+    """
 
     stored: int
     duplicates: int

@@ -1,0 +1,1 @@
+"""MQTT ingest: the subscriber and its wire codec."""

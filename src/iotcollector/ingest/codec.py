@@ -1,0 +1,248 @@
+"""MQTT 5 packets the collector's subscriber needs: pure encoding and decoding, no I/O.
+
+Only what a QoS 1 subscriber uses is here: CONNECT/CONNACK, SUBSCRIBE/SUBACK, PUBLISH (in),
+PUBACK (out), PINGREQ/PINGRESP, DISCONNECT. MQTT 5 because a persistent session needs the
+Session Expiry Interval and the broker's in-flight window is the client's Receive Maximum
+(with MQTT 3.1.1 Mosquitto caps it at ``max_inflight_messages``, 20 by default).
+docs/architecture.md says why the collector speaks MQTT itself instead of through a client
+library (batched PUBACKs, socket-level backpressure).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+CONNECT = 1
+CONNACK = 2
+PUBLISH = 3
+PUBACK = 4
+SUBSCRIBE = 8
+SUBACK = 9
+PINGREQ = 12
+PINGRESP = 13
+DISCONNECT = 14
+
+MAX_REMAINING_LENGTH = 268_435_455
+PINGREQ_PACKET = b"\xc0\x00"
+DISCONNECT_PACKET = b"\xe0\x00"
+SUBACK_FAILURE = 0x80
+
+REASONS = {
+    0x80: "unspecified error",
+    0x81: "malformed packet",
+    0x82: "protocol error",
+    0x83: "implementation specific error",
+    0x84: "unsupported protocol version",
+    0x85: "client identifier not valid",
+    0x86: "bad user name or password",
+    0x87: "not authorized",
+    0x88: "server unavailable",
+    0x89: "server busy",
+    0x8A: "banned",
+    0x8B: "server shutting down",
+    0x8D: "keep alive timeout",
+    0x8E: "session taken over",
+    0x8F: "topic filter invalid",
+    0x91: "packet identifier in use",
+    0x93: "receive maximum exceeded",
+    0x95: "packet too large",
+    0x97: "quota exceeded",
+    0x9E: "shared subscriptions not supported",
+    0x9F: "connection rate exceeded",
+}
+
+PROP_SESSION_EXPIRY = 0x11
+PROP_RECEIVE_MAXIMUM = 0x21
+
+
+def reason_text(code: int) -> str:
+    return REASONS.get(code, f"reason code 0x{code:02x}")
+
+
+class ProtocolError(ValueError):
+    """The peer sent bytes that are not valid MQTT 5."""
+
+
+def encode_remaining_length(length: int) -> bytes:
+    if not 0 <= length <= MAX_REMAINING_LENGTH:
+        raise ValueError(f"remaining length {length} out of range")
+    out = bytearray()
+    while True:
+        byte, length = length % 128, length // 128
+        out.append(byte | 0x80 if length else byte)
+        if not length:
+            return bytes(out)
+
+
+def decode_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """Decode a variable byte integer at ``pos``; return (value, position after it)."""
+    value = 0
+    mult = 1
+    for _ in range(4):
+        if pos >= len(data):
+            raise ProtocolError("truncated variable byte integer")
+        byte = data[pos]
+        pos += 1
+        value += (byte & 0x7F) * mult
+        if not byte & 0x80:
+            return value, pos
+        mult *= 128
+    raise ProtocolError("malformed variable byte integer")
+
+
+def _skip_properties(data: bytes, pos: int) -> int:
+    length, pos = decode_varint(data, pos)
+    if pos + length > len(data):
+        raise ProtocolError("properties longer than the packet")
+    return pos + length
+
+
+def _string(value: str | bytes) -> bytes:
+    raw = value.encode() if isinstance(value, str) else value
+    if len(raw) > 65535:
+        raise ValueError("MQTT strings are at most 65535 bytes")
+    return struct.pack("!H", len(raw)) + raw
+
+
+def _packet(first_byte: int, body: bytes) -> bytes:
+    return bytes([first_byte]) + encode_remaining_length(len(body)) + body
+
+
+def encode_connect(  # noqa: PLR0913 - the CONNECT fields
+    client_id: str,
+    *,
+    clean_session: bool,
+    keepalive: int,
+    session_expiry_s: int,
+    receive_maximum: int,
+    username: str | None = None,
+    password: str | None = None,
+) -> bytes:
+    flags = 0x02 if clean_session else 0
+    props = (
+        bytes([PROP_SESSION_EXPIRY])
+        + struct.pack("!I", session_expiry_s)
+        + bytes([PROP_RECEIVE_MAXIMUM])
+        + struct.pack("!H", max(1, min(receive_maximum, 65535)))
+    )
+    payload = _string(client_id)
+    if username is not None:
+        flags |= 0x80
+        payload += _string(username)
+        if password is not None:
+            flags |= 0x40
+            payload += _string(password)
+    variable = (
+        _string("MQTT")
+        + bytes([5, flags])
+        + struct.pack("!H", keepalive)
+        + encode_remaining_length(len(props))
+        + props
+    )
+    return _packet(CONNECT << 4, variable + payload)
+
+
+def encode_subscribe(packet_id: int, filters: list[tuple[str, int]]) -> bytes:
+    body = struct.pack("!H", packet_id) + b"\x00"
+    for topic, qos in filters:
+        body += _string(topic) + bytes([qos])
+    return _packet((SUBSCRIBE << 4) | 0x02, body)
+
+
+def encode_pubacks(packet_ids: list[int]) -> bytes:
+    """PUBACKs for many messages in one buffer: written with one send()."""
+    return b"".join(b"\x40\x02" + pid.to_bytes(2, "big") for pid in packet_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    topic: str
+    payload: bytes
+    qos: int
+    packet_id: int | None
+    dup: bool
+    retain: bool
+
+
+def decode_publish(flags: int, body: bytes) -> Publish:
+    qos = (flags >> 1) & 0x03
+    if qos == 3:
+        raise ProtocolError("PUBLISH with QoS 3")
+    if len(body) < 2:
+        raise ProtocolError("PUBLISH too short")
+    tlen = int.from_bytes(body[:2], "big")
+    pos = 2 + tlen
+    if qos:
+        if len(body) < pos + 2:
+            raise ProtocolError("PUBLISH too short for its packet id")
+        packet_id: int | None = int.from_bytes(body[pos : pos + 2], "big")
+        pos += 2
+    else:
+        packet_id = None
+    if len(body) < pos:
+        raise ProtocolError("PUBLISH topic longer than the packet")
+    pos = _skip_properties(body, pos)
+    try:
+        topic = body[2 : 2 + tlen].decode()
+    except UnicodeDecodeError:
+        raise ProtocolError("PUBLISH topic is not UTF-8") from None
+    return Publish(topic, body[pos:], qos, packet_id, bool(flags & 0x08), bool(flags & 0x01))
+
+
+def decode_connack(body: bytes) -> tuple[bool, int]:
+    """Return (session_present, reason_code)."""
+    if len(body) < 2:
+        raise ProtocolError("CONNACK too short")
+    return bool(body[0] & 0x01), body[1]
+
+
+def decode_suback(body: bytes) -> tuple[int, list[int]]:
+    """Return (packet_id, granted QoS or a reason code >= 0x80 per filter)."""
+    if len(body) < 3:
+        raise ProtocolError("SUBACK too short")
+    pos = _skip_properties(body, 2)
+    return int.from_bytes(body[:2], "big"), list(body[pos:])
+
+
+def decode_disconnect(body: bytes) -> int:
+    """Return the reason code of a DISCONNECT the broker sent (0 when absent)."""
+    return body[0] if body else 0
+
+
+class PacketReader:
+    """Splits a byte stream into (packet type, flags, body) packets."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
+        buf = self._buf
+        buf += data
+        packets: list[tuple[int, int, bytes]] = []
+        pos = 0
+        end = len(buf)
+        with memoryview(buf) as view:
+            while end - pos >= 2:
+                length = 0
+                mult = 1
+                i = pos + 1
+                complete = False
+                while i < end:
+                    byte = view[i]
+                    i += 1
+                    length += (byte & 0x7F) * mult
+                    if not byte & 0x80:
+                        complete = True
+                        break
+                    mult *= 128
+                    if mult > 128**3:
+                        raise ProtocolError("malformed remaining length")
+                if not complete or i + length > end:
+                    break
+                first = view[pos]
+                packets.append((first >> 4, first & 0x0F, view[i : i + length].tobytes()))
+                pos = i + length
+        if pos:
+            del buf[:pos]
+        return packets

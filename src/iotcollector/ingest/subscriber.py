@@ -1,0 +1,296 @@
+"""The collector's MQTT subscriber: QoS 1, persistent session, batched acks, backpressure.
+
+Messages are handed to ``on_message`` as they arrive and acknowledged only when the pipeline
+calls :meth:`MqttSubscriber.ack` after their commit. Acknowledgements of one batch go out in
+one write. When the pipeline has too much un-acknowledged work it calls
+:meth:`pause_reading`: the socket is no longer read, the broker keeps the messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from iotcollector.errors import MqttError, MqttRefusedError
+from iotcollector.ingest import codec
+
+if TYPE_CHECKING:
+    import logging
+    import ssl
+    from collections.abc import Callable, Iterable, Sequence
+
+SESSION_EXPIRY_S = 7 * 24 * 3600
+_HANDSHAKE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message as received; ``connection`` tells which connection must acknowledge it."""
+
+    topic: str
+    payload: bytes
+    packet_id: int | None
+    connection: int
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, owner: MqttSubscriber, generation: int) -> None:
+        self._owner = owner
+        self._generation = generation
+        self._reader = codec.PacketReader()
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.connack: asyncio.Future[tuple[bool, int]] = asyncio.get_running_loop().create_future()
+        self.suback: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self.last_read = time.monotonic()
+        self.last_write = time.monotonic()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+            self.last_write = time.monotonic()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_read = time.monotonic()
+        try:
+            packets = self._reader.feed(data)
+            for ptype, flags, body in packets:
+                self._handle(ptype, flags, body)
+        except codec.ProtocolError as exc:
+            self._owner.log.error("protocol error from the broker, reconnecting: %s", exc)  # noqa: TRY400
+            if self.transport is not None:
+                self.transport.abort()
+
+    def _handle(self, ptype: int, flags: int, body: bytes) -> None:
+        if ptype == codec.PUBLISH:
+            pub = codec.decode_publish(flags, body)
+            self._owner.deliver(Delivery(pub.topic, pub.payload, pub.packet_id, self._generation))
+        elif ptype == codec.CONNACK:
+            if not self.connack.done():
+                self.connack.set_result(codec.decode_connack(body))
+        elif ptype == codec.SUBACK:
+            _, codes = codec.decode_suback(body)
+            if not self.suback.done():
+                self.suback.set_result(codes)
+        elif ptype == codec.DISCONNECT:
+            reason = codec.decode_disconnect(body)
+            self._owner.log.warning("broker disconnected us: %s", codec.reason_text(reason))
+        elif ptype != codec.PINGRESP:
+            self._owner.log.debug("ignoring MQTT packet type %d", ptype)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for fut in (self.connack, self.suback):
+            if not fut.done():
+                fut.set_exception(MqttError(f"connection lost: {exc or 'closed by the broker'}"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class MqttSubscriber:
+    """Keeps one persistent-session MQTT connection up and subscribed, until stopped."""
+
+    def __init__(  # noqa: PLR0913 - every argument is one plain setting
+        self,
+        *,
+        host: str,
+        port: int,
+        client_id: str,
+        subscriptions: Sequence[str],
+        on_message: Callable[[Delivery], None],
+        on_connected: Callable[[bool], None],
+        logger: logging.Logger,
+        ssl_context: ssl.SSLContext | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        keepalive_s: int = 30,
+        receive_maximum: int = 65535,
+        reconnect_min_s: float = 0.2,
+        reconnect_max_s: float = 30.0,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._client_id = client_id
+        self._subscriptions = list(subscriptions)
+        self._on_message = on_message
+        self._on_connected = on_connected
+        self.log = logger
+        self._ssl = ssl_context
+        self._username = username
+        self._password = password
+        self._keepalive = keepalive_s
+        self._receive_maximum = receive_maximum
+        self._backoff_min = reconnect_min_s
+        self._backoff_max = reconnect_max_s
+        self._generation = 0
+        self._proto: _Protocol | None = None
+        self._handshaking = False
+        self._paused = False
+        self._stopping = False
+        self._connected = False
+        self.connections = 0
+
+    @property
+    def connected(self) -> bool:
+        """Connected, with every subscription acknowledged by the broker."""
+        return self._connected
+
+    def deliver(self, delivery: Delivery) -> None:
+        self._on_message(delivery)
+
+    def ack(self, deliveries: Iterable[Delivery]) -> int:
+        """Acknowledge committed messages in one write; return how many PUBACKs were sent.
+
+        Messages that arrived on an earlier connection are not acknowledged: the broker
+        redelivers them on the new one and the database discards the duplicates.
+        """
+        proto = self._proto
+        if proto is None:
+            return 0
+        gen = self._generation
+        ids = [d.packet_id for d in deliveries if d.connection == gen and d.packet_id is not None]
+        if ids:
+            proto.write(codec.encode_pubacks(ids))
+        return len(ids)
+
+    def pause_reading(self) -> None:
+        self._paused = True
+        self._apply_pause()
+
+    def resume_reading(self) -> None:
+        self._paused = False
+        self._apply_pause()
+
+    def _apply_pause(self) -> None:
+        proto = self._proto
+        if proto is None or proto.transport is None or proto.transport.is_closing():
+            return
+        if self._paused and not self._handshaking:
+            proto.transport.pause_reading()
+        else:
+            proto.transport.resume_reading()
+            proto.last_read = time.monotonic()
+
+    async def run(self) -> None:
+        """Connect, subscribe, and reconnect with capped exponential backoff, until stop()."""
+        failures = 0
+        while not self._stopping:
+            try:
+                await self._connect_once()
+                failures = 0
+                await self._serve_connection()
+            except (OSError, MqttError, TimeoutError) as exc:
+                failures += 1
+                if not self._stopping:
+                    self.log.warning(
+                        "MQTT connection to %s:%d failed: %s", self._host, self._port, exc
+                    )
+            finally:
+                self._set_connected(False)
+                await self._close_transport()
+            if self._stopping:
+                break
+            delay = min(self._backoff_max, self._backoff_min * 2 ** min(failures, 16))
+            await asyncio.sleep(random.uniform(delay / 2, delay))  # noqa: S311 - jitter
+
+    async def _connect_once(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._generation += 1
+        generation = self._generation
+        self._handshaking = True
+        async with asyncio.timeout(_HANDSHAKE_TIMEOUT_S):
+            _, proto = await loop.create_connection(
+                lambda: _Protocol(self, generation),
+                self._host,
+                self._port,
+                ssl=self._ssl,
+                server_hostname=self._host if self._ssl else None,
+            )
+            self._proto = proto
+            proto.write(
+                codec.encode_connect(
+                    self._client_id,
+                    clean_session=False,
+                    keepalive=self._keepalive,
+                    session_expiry_s=SESSION_EXPIRY_S,
+                    receive_maximum=self._receive_maximum,
+                    username=self._username,
+                    password=self._password,
+                )
+            )
+            session_present, code = await proto.connack
+            if code:
+                raise MqttRefusedError(f"broker refused the connection: {codec.reason_text(code)}")
+            self.connections += 1
+            self.log.info(
+                "connected to MQTT broker %s:%d as %s (session %s)",
+                self._host,
+                self._port,
+                self._client_id,
+                "resumed" if session_present else "new",
+            )
+            proto.write(codec.encode_subscribe(1, [(t, 1) for t in self._subscriptions]))
+            codes = await proto.suback
+        refused = [t for t, c in zip(self._subscriptions, codes, strict=False) if c >= 0x80]
+        if refused or len(codes) != len(self._subscriptions):
+            reasons = ", ".join(
+                f"{t}: {codec.reason_text(c)}"
+                for t, c in zip(self._subscriptions, codes, strict=False)
+                if c >= 0x80
+            )
+            raise MqttRefusedError(f"broker refused subscriptions ({reasons or 'count mismatch'})")
+        self._handshaking = False
+        self._apply_pause()
+        self._set_connected(True)
+
+    async def _serve_connection(self) -> None:
+        proto = self._proto
+        assert proto is not None
+        interval = max(1.0, self._keepalive / 2)
+        while not proto.closed.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(proto.closed), timeout=interval)
+                break
+            now = time.monotonic()
+            if not self._paused and now - proto.last_read > self._keepalive * 1.5:
+                self.log.warning(
+                    "no answer from the MQTT broker for %.0f s, reconnecting", now - proto.last_read
+                )
+                if proto.transport is not None:
+                    proto.transport.abort()
+                break
+            if now - proto.last_write >= interval:
+                proto.write(codec.PINGREQ_PACKET)
+        if not self._stopping:
+            self.log.warning("lost the connection to the MQTT broker")
+
+    def _set_connected(self, value: bool) -> None:
+        if value != self._connected:
+            self._connected = value
+            self._on_connected(value)
+
+    async def _close_transport(self) -> None:
+        proto = self._proto
+        self._handshaking = False
+        if proto is None or proto.transport is None:
+            return
+        proto.transport.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(proto.closed), timeout=2)
+        if not proto.closed.done():
+            proto.transport.abort()
+
+    async def stop(self) -> None:
+        """Send DISCONNECT (the session persists) and close the connection."""
+        self._stopping = True
+        proto = self._proto
+        if proto is not None:
+            proto.write(codec.DISCONNECT_PACKET)
+        await self._close_transport()

@@ -1,0 +1,1 @@
+"""The bounded queue, the batcher and acknowledgement after commit."""

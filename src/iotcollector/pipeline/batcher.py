@@ -1,0 +1,244 @@
+"""Bounded queue → batches → one committed write → acknowledgements.
+
+Messages are parsed as they are submitted (parsing is ~1 µs), queued with their
+acknowledgement token, written in batches flushed by size or age, and only after the commit
+are their tokens handed to ``on_committed`` (which sends the PUBACKs). Transient database
+errors are retried with capped exponential backoff and jitter, for as long as it takes: the
+queue is bounded by ``max_pending`` messages and ``on_pressure(True)`` asks the source to stop
+reading until it has drained to half.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from iotcollector.domain.parse import parse_message
+from iotcollector.domain.reading import DeadLetter, Reading
+from iotcollector.errors import PermanentStorageError, StorageError, TransientStorageError
+
+if TYPE_CHECKING:
+    import logging
+    from collections.abc import Callable
+
+    from iotcollector.metrics import Metrics
+    from iotcollector.storage.base import Storage, WriteResult
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Item(Generic[T]):
+    readings: list[Reading]
+    dead_letters: list[DeadLetter]
+    token: T
+    queued_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    max_size: int = 2000
+    max_delay_s: float = 0.05
+    max_pending: int = 20_000
+    retry_min_s: float = 0.1
+    retry_max_s: float = 5.0
+
+
+class Pipeline(Generic[T]):
+    """Turns submitted messages into committed batches; acknowledges only after commit."""
+
+    def __init__(  # noqa: PLR0913 - collaborators and limits, all explicit
+        self,
+        storage: Storage,
+        metrics: Metrics,
+        logger: logging.Logger,
+        *,
+        on_committed: Callable[[list[T]], object],
+        on_pressure: Callable[[bool], None],
+        limits: BatchLimits,
+        max_payload_bytes: int,
+        max_future_skew_s: float,
+    ) -> None:
+        self._storage = storage
+        self._metrics = metrics
+        self._log = logger
+        self._on_committed = on_committed
+        self._on_pressure = on_pressure
+        self._limits = limits
+        self._max_payload = max_payload_bytes
+        self._skew = max_future_skew_s
+        self._items: deque[_Item[T]] = deque()
+        self._rows = 0
+        self._writing = 0
+        self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._closing = False
+        self._abandon = False
+        self._paused = False
+        self.database_ok = False
+        self.committed_batches = 0
+        metrics.pipeline_queue_capacity.set(limits.max_pending)
+
+    @property
+    def pending(self) -> int:
+        """Messages submitted and not yet committed."""
+        return len(self._items) + self._writing
+
+    def submit(self, topic: str, payload: bytes, token: T) -> None:
+        """Parse one message and queue it; never raises for bad input."""
+        if self._closing:
+            return
+        now = datetime.now(UTC)
+        m = self._metrics
+        m.mqtt_messages_received.inc()
+        result = parse_message(
+            payload,
+            received_at=now,
+            max_future_skew_s=self._skew,
+            max_payload_bytes=self._max_payload,
+        )
+        dead: list[DeadLetter] = []
+        for rej in result.rejections:
+            m.readings_rejected.labels(reason=rej.code).inc()
+            raw = rej.raw if rej.raw is not None else payload[: self._max_payload]
+            dead.append(DeadLetter(now, topic, raw, rej.reason))
+        was_empty = not self._items
+        self._items.append(_Item(result.readings, dead, token, time.monotonic()))
+        self._rows += len(result.readings) + len(dead)
+        if was_empty or self._rows >= self._limits.max_size:
+            self._wakeup.set()
+        if not self._paused and self.pending >= self._limits.max_pending:
+            self._paused = True
+            self._on_pressure(True)
+        m.pipeline_queue_depth.set(self.pending)
+
+    async def run(self) -> None:
+        """Write batches until closed and drained (or abandoned at the shutdown deadline)."""
+        limits = self._limits
+        while not self._abandon:
+            if not self._items:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            age = time.monotonic() - self._items[0].queued_at
+            if self._rows < limits.max_size and age < limits.max_delay_s and not self._closing:
+                self._wakeup.clear()
+                try:
+                    async with asyncio.timeout(limits.max_delay_s - age):
+                        await self._wakeup.wait()
+                except TimeoutError:
+                    pass
+                continue
+            await self._write_next_batch()
+
+    async def _write_next_batch(self) -> None:
+        batch: list[_Item[T]] = []
+        readings: list[Reading] = []
+        dead: list[DeadLetter] = []
+        rows = 0
+        while self._items and (not batch or rows < self._limits.max_size):
+            item = self._items.popleft()
+            batch.append(item)
+            readings.extend(item.readings)
+            dead.extend(item.dead_letters)
+            rows += len(item.readings) + len(item.dead_letters)
+        self._rows -= rows
+        self._writing = len(batch)
+        try:
+            result = await self._write_with_retry(readings, dead)
+        except _AbandonedError:
+            return
+        finally:
+            self._writing = 0
+        self.committed_batches += 1
+        self._record(result, readings, rows, len(dead))
+        self._on_committed([item.token for item in batch])
+        if self._paused and self.pending <= self._limits.max_pending // 2:
+            self._paused = False
+            self._on_pressure(False)
+        self._metrics.pipeline_queue_depth.set(self.pending)
+        if not self.pending:
+            self._drained.set()
+
+    def _record(
+        self, result: WriteResult, readings: list[Reading], rows: int, parse_rejections: int
+    ) -> None:
+        m = self._metrics
+        m.readings_stored.inc(result.stored)
+        m.readings_duplicate.inc(result.duplicates)
+        isolated = result.dead_letters - parse_rejections
+        if isolated > 0:
+            m.readings_rejected.labels(reason="storage").inc(isolated)
+        m.batch_size.observe(rows)
+        now = time.time()
+        observe = m.ingest_lag.observe
+        for reading in readings:
+            observe(max(0.0, now - reading.timestamp.timestamp()))
+
+    async def _write_with_retry(
+        self, readings: list[Reading], dead: list[DeadLetter]
+    ) -> WriteResult:
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                result = await self._storage.write_batch(readings, dead)
+            except StorageError as exc:
+                kind = "permanent" if isinstance(exc, PermanentStorageError) else "transient"
+                self._metrics.db_errors.labels(kind=kind).inc()
+                if isinstance(exc, TransientStorageError):
+                    self.database_ok = False
+                if attempt == 0 or attempt % 20 == 0:
+                    self._log.warning(
+                        "batch of %d readings not written (%s error, attempt %d), retrying: %s",
+                        len(readings),
+                        kind,
+                        attempt + 1,
+                        exc,
+                    )
+                if self._abandon:
+                    raise _AbandonedError from exc
+                delay = min(
+                    self._limits.retry_max_s, self._limits.retry_min_s * 2 ** min(attempt, 16)
+                )
+                attempt += 1
+                await asyncio.sleep(random.uniform(delay / 2, delay))  # noqa: S311 - jitter
+                if self._abandon:
+                    raise _AbandonedError from exc
+                continue
+            self._metrics.db_write_duration.observe(time.perf_counter() - started)
+            if attempt:
+                self._log.info("database writes succeed again after %d attempts", attempt + 1)
+            self.database_ok = True
+            return result
+
+    async def close(self, timeout_s: float) -> bool:
+        """Stop taking messages, commit what is queued; True if all of it was committed."""
+        self._closing = True
+        self._wakeup.set()
+        if self.pending:
+            self._drained.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._drained.wait()
+        drained = not self.pending
+        if not drained:
+            self._abandon = True
+            self._wakeup.set()
+            self._log.warning(
+                "shutdown: %d messages not committed; they stay un-acknowledged at the broker",
+                self.pending,
+            )
+        return drained
+
+
+class _AbandonedError(Exception):
+    """The shutdown deadline passed while a batch could not be written."""

@@ -1,0 +1,199 @@
+"""Assembles the collector: storage, pipeline, MQTT subscriber and HTTP server in one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import ssl
+from typing import TYPE_CHECKING
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from iotcollector.api.app import create_app
+from iotcollector.errors import StorageError
+from iotcollector.ingest.subscriber import Delivery, MqttSubscriber
+from iotcollector.metrics import Metrics
+from iotcollector.pipeline.batcher import BatchLimits, Pipeline
+from iotcollector.storage.factory import open_storage
+
+if TYPE_CHECKING:
+    import logging
+    from collections.abc import Iterator
+
+    from iotcollector.config import Settings
+    from iotcollector.storage.base import Storage
+
+_PING_INTERVAL_S = 2.0
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """TLS for ``mqtts://``: system or given CA, optional client certificate, TLS >= 1.2."""
+    if not settings.mqtt_tls:
+        return None
+    context = ssl.create_default_context(
+        cafile=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None
+    )
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.mqtt_cert_file and settings.mqtt_key_file:
+        context.load_cert_chain(str(settings.mqtt_cert_file), str(settings.mqtt_key_file))
+    return context
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the service owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Service:
+    """The running collector; ``run`` returns the process exit code."""
+
+    def __init__(self, settings: Settings, logger: logging.Logger) -> None:
+        self._settings = settings
+        self._log = logger
+        self._registry = CollectorRegistry()
+        self.metrics = Metrics(self._registry)
+        self._storage: Storage = open_storage(settings.database_url.get_secret_value())
+        self._storage_ready = False
+        self._database_ok = False
+        self._stop = asyncio.Event()
+        s = settings
+        self._subscriber = MqttSubscriber(
+            host=s.mqtt_host,
+            port=s.mqtt_port,
+            client_id=s.mqtt_client_id,
+            subscriptions=s.subscriptions,
+            on_message=self._on_message,
+            on_connected=self._on_connected,
+            logger=logger.getChild("mqtt"),
+            ssl_context=tls_context(s),
+            username=s.mqtt_username,
+            password=s.mqtt_password.get_secret_value() if s.mqtt_password else None,
+            keepalive_s=s.mqtt_keepalive_s,
+            receive_maximum=s.mqtt_max_inflight,
+            reconnect_max_s=s.mqtt_reconnect_max_s,
+        )
+        self._pipeline: Pipeline[Delivery] = Pipeline(
+            self._storage,
+            self.metrics,
+            logger.getChild("pipeline"),
+            on_committed=self._subscriber.ack,
+            on_pressure=self._on_pressure,
+            limits=BatchLimits(
+                max_size=s.batch_max_size,
+                max_delay_s=s.batch_max_delay_ms / 1000,
+                max_pending=s.mqtt_max_inflight,
+            ),
+            max_payload_bytes=s.max_payload_bytes,
+            max_future_skew_s=s.max_future_skew_s,
+        )
+
+    def readiness(self) -> dict[str, bool]:
+        return {"database": self._database_ok, "mqtt": self._subscriber.connected}
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def _on_message(self, delivery: Delivery) -> None:
+        self._pipeline.submit(delivery.topic, delivery.payload, delivery)
+
+    def _on_connected(self, connected: bool) -> None:
+        self.metrics.mqtt_connected.set(1 if connected else 0)
+        if connected and self._subscriber.connections > 1:
+            self.metrics.mqtt_reconnects.inc()
+
+    def _on_pressure(self, full: bool) -> None:
+        if full:
+            self._log.warning(
+                "pipeline full (%d un-acknowledged messages): pausing MQTT reads",
+                self._pipeline.pending,
+            )
+            self._subscriber.pause_reading()
+        else:
+            self._log.info("pipeline drained: resuming MQTT reads")
+            self._subscriber.resume_reading()
+
+    async def run(self) -> int:
+        s = self._settings
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        app = create_app(readiness=self, metrics=self.metrics)
+        server = _QuietServer(
+            uvicorn.Config(
+                app,
+                host=s.api_host,
+                port=s.api_port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+            )
+        )
+        http_task = asyncio.create_task(server.serve(), name="http")
+        ingest_task = asyncio.create_task(self._ingest(), name="ingest")
+        stop_task = asyncio.create_task(self._stop.wait(), name="stop")
+        await asyncio.wait({http_task, ingest_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        exit_code = 0
+        if http_task.done() and not self._stop.is_set():
+            self._log.error("the HTTP server stopped (is port %d free?)", s.api_port)
+            exit_code = 1
+        self._log.info("shutting down: committing what is in flight")
+        await self._shutdown(ingest_task)
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await http_task
+        stop_task.cancel()
+        await self._storage.close()
+        return exit_code
+
+    async def _ingest(self) -> None:
+        await self._open_storage()
+        pinger = asyncio.create_task(self._ping_loop(), name="db-ping")
+        writer = asyncio.create_task(self._pipeline.run(), name="pipeline")
+        subscriber = asyncio.create_task(self._subscriber.run(), name="mqtt")
+        try:
+            await asyncio.gather(writer, subscriber)
+        finally:
+            pinger.cancel()
+
+    async def _open_storage(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._storage.open()
+                applied = await self._storage.migrate()
+            except StorageError as exc:
+                delay = min(30.0, 0.5 * 2 ** min(attempt, 10))
+                attempt += 1
+                self._log.warning("database not available (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(random.uniform(delay / 2, delay))  # noqa: S311 - jitter
+                continue
+            if applied:
+                self._log.info("applied migrations %s", ", ".join(applied))
+            self._database_ok = True
+            return
+
+    async def _ping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_PING_INTERVAL_S)
+            try:
+                async with asyncio.timeout(_PING_INTERVAL_S * 2):
+                    await self._storage.ping()
+            except (StorageError, TimeoutError):
+                self._database_ok = False
+            else:
+                self._database_ok = True
+
+    async def _shutdown(self, ingest_task: asyncio.Task[None]) -> None:
+        self._subscriber.pause_reading()
+        if await self._pipeline.close(self._settings.shutdown_timeout_s):
+            self._log.info("stopped: every message received was committed and acknowledged")
+        await self._subscriber.stop()
+        ingest_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ingest_task
