@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from support.collector import Collector, publish, query, wait_for_count
+from support.collector import Collector, publish, query, scalar, wait_for_count
 from support.messages import MALFORMED, make_stream
 from support.mosquitto import MosquittoServer, mosquitto_available
 from support.postgres import PostgresServer
@@ -68,7 +68,7 @@ def _collector(
 
 
 def _count(url: str, table: str) -> int:
-    return int(query(url, f"SELECT count(*) FROM {table}")[0][0])  # type: ignore[call-overload]
+    return scalar(url, f"SELECT count(*) FROM {table}")
 
 
 def _assert_exactly_once(

@@ -1,4 +1,4 @@
-"""Run ``iot-collector serve`` as a real subprocess; publish with a real MQTT client; read the DB."""
+"""Run ``iot-collector serve`` as a subprocess; publish with a real MQTT client; read the DB."""
 
 from __future__ import annotations
 
@@ -9,19 +9,20 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import paho.mqtt.client as mqtt
 import psutil
 import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.mosquitto import free_port
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
 
 class Collector:
@@ -122,6 +123,31 @@ class Collector:
             self.proc.wait()
 
 
+def _publish_all(  # noqa: PLR0917 - a private helper for the threads below
+    host: str, port: int, client_id: str, topic: str, chunk: Sequence[bytes], rate: float | None
+) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    client.max_inflight_messages_set(200)
+    client.max_queued_messages_set(0)
+    client.connect(host, port)
+    client.loop_start()
+    infos = []
+    started = time.monotonic()
+    for n, payload in enumerate(chunk):
+        infos.append(client.publish(topic, payload, qos=1))
+        if rate:
+            ahead = n / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+    for info in infos:
+        info.wait_for_publish(timeout=120)
+    unacked = sum(1 for info in infos if not info.is_published())
+    client.disconnect()
+    client.loop_stop()
+    if unacked:
+        raise AssertionError(f"the broker did not acknowledge {unacked} messages")
+
+
 def publish(
     mqtt_url: str,
     payloads: Sequence[bytes],
@@ -133,33 +159,13 @@ def publish(
     """Publish every payload with QoS 1 and return once the broker acknowledged each."""
     host, port = mqtt_url.removeprefix("mqtt://").split(":")
     errors: list[BaseException] = []
+    rate = rate_per_s / publishers if rate_per_s else None
 
     def worker(index: int, chunk: Sequence[bytes]) -> None:
+        client_id = f"test-pub-{os.getpid()}-{index}-{time.monotonic_ns()}"
         try:
-            client = mqtt.Client(
-                mqtt.CallbackAPIVersion.VERSION2,
-                client_id=f"test-pub-{os.getpid()}-{index}-{time.monotonic_ns()}",
-                protocol=mqtt.MQTTv311,
-            )
-            client.max_inflight_messages_set(200)
-            client.max_queued_messages_set(0)
-            client.connect(host, int(port))
-            client.loop_start()
-            infos = []
-            started = time.monotonic()
-            for n, payload in enumerate(chunk):
-                infos.append(client.publish(topic, payload, qos=1))
-                if rate_per_s:
-                    ahead = n / (rate_per_s / publishers) - (time.monotonic() - started)
-                    if ahead > 0:
-                        time.sleep(ahead)
-            for info in infos:
-                info.wait_for_publish(timeout=120)
-                if not info.is_published():
-                    raise AssertionError("the broker did not acknowledge a message")
-            client.disconnect()
-            client.loop_stop()
-        except BaseException as exc:  # noqa: BLE001 - reported to the caller
+            _publish_all(host, int(port), client_id, topic, chunk, rate)
+        except BaseException as exc:
             errors.append(exc)
 
     chunks = [payloads[i::publishers] for i in range(publishers)]
@@ -178,7 +184,14 @@ def query(database_url: str, sql: str) -> list[tuple[object, ...]]:
         with sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=30) as conn:
             return conn.execute(sql).fetchall()
     with psycopg.connect(database_url, autocommit=True) as conn:
-        return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql).fetchall()
+
+
+def scalar(database_url: str, sql: str) -> int:
+    """The integer result of a one-value query."""
+    value = query(database_url, sql)[0][0]
+    assert isinstance(value, int)
+    return value
 
 
 def wait_for_count(database_url: str, table: str, expected: int, timeout: float = 60) -> int:
@@ -187,7 +200,7 @@ def wait_for_count(database_url: str, table: str, expected: int, timeout: float 
     count = -1
     while time.monotonic() < deadline:
         try:
-            count = int(query(database_url, f"SELECT count(*) FROM {table}")[0][0])  # type: ignore[call-overload]
+            count = scalar(database_url, f"SELECT count(*) FROM {table}")
         except (sqlite3.Error, psycopg.Error):
             count = -1
         if count >= expected:

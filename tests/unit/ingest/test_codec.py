@@ -1,0 +1,126 @@
+"""The MQTT 5 codec: round trips, split streams, malformed input."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iotcollector.ingest import codec
+
+
+def _publish_packet(
+    topic: str, payload: bytes, packet_id: int | None, *, props: bytes = b""
+) -> bytes:
+    qos = 1 if packet_id is not None else 0
+    body = len(topic.encode()).to_bytes(2, "big") + topic.encode()
+    if packet_id is not None:
+        body += packet_id.to_bytes(2, "big")
+    body += codec.encode_remaining_length(len(props)) + props + payload
+    return bytes([0x30 | (qos << 1)]) + codec.encode_remaining_length(len(body)) + body
+
+
+@pytest.mark.parametrize(
+    ("length", "encoded"),
+    [
+        (0, b"\x00"),
+        (127, b"\x7f"),
+        (128, b"\x80\x01"),
+        (16383, b"\xff\x7f"),
+        (2_097_152, b"\x80\x80\x80\x01"),
+        (268_435_455, b"\xff\xff\xff\x7f"),
+    ],
+)
+def test_remaining_length_matches_the_spec_examples(length: int, encoded: bytes) -> None:
+    assert codec.encode_remaining_length(length) == encoded
+    assert codec.decode_varint(encoded, 0) == (length, len(encoded))
+
+
+def test_remaining_length_out_of_range() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        codec.encode_remaining_length(268_435_456)
+
+
+def test_connect_is_mqtt5_persistent_with_credentials() -> None:
+    packet = codec.encode_connect(
+        "collector-1",
+        clean_session=False,
+        keepalive=30,
+        session_expiry_s=3600,
+        receive_maximum=100_000,
+        username="u",
+        password="p",
+    )
+    assert packet[0] == 0x10
+    length, pos = codec.decode_varint(packet, 1)
+    body = packet[pos:]
+    assert len(body) == length
+    assert body[:6] == b"\x00\x04MQTT"
+    assert body[6] == 5
+    assert body[7] == 0xC0  # user name + password, clean start off
+    assert body[8:10] == (30).to_bytes(2, "big")
+    assert body[10] == 8  # properties: session expiry (5 bytes) + receive maximum (3 bytes)
+    assert body[11:16] == b"\x11" + (3600).to_bytes(4, "big")
+    assert body[16:19] == b"\x21\xff\xff"  # capped at 65535
+    assert body.endswith(b"\x00\x01u\x00\x01p")
+
+
+def test_subscribe_asks_qos1_for_every_filter() -> None:
+    packet = codec.encode_subscribe(7, [("$share/g/iot/data", 1), ("iot/#", 1)])
+    assert packet[0] == 0x82
+    assert b"\x00\x11$share/g/iot/data\x01" in packet
+    assert packet.endswith(b"\x00\x05iot/#\x01")
+
+
+def test_pubacks_are_one_buffer() -> None:
+    assert codec.encode_pubacks([1, 258]) == b"\x40\x02\x00\x01\x40\x02\x01\x02"
+
+
+def test_publish_with_properties_decodes() -> None:
+    raw = _publish_packet("iot/data", b"{}", 42, props=b"\x01\x01")
+    reader = codec.PacketReader()
+    [(ptype, flags, body)] = reader.feed(raw)
+    assert ptype == codec.PUBLISH
+    pub = codec.decode_publish(flags, body)
+    assert (pub.topic, pub.payload, pub.qos, pub.packet_id) == ("iot/data", b"{}", 1, 42)
+
+
+def test_suback_and_connack() -> None:
+    assert codec.decode_suback(b"\x00\x01\x00\x01\x87") == (1, [1, 0x87])
+    assert codec.decode_connack(b"\x01\x00\x00") == (True, 0)
+    assert codec.reason_text(0x87) == "not authorized"
+    assert codec.reason_text(0xFE) == "reason code 0xfe"
+
+
+def test_malformed_remaining_length_is_a_protocol_error() -> None:
+    with pytest.raises(codec.ProtocolError):
+        codec.PacketReader().feed(b"\x30\xff\xff\xff\xff\x01")
+
+
+def test_truncated_publish_is_a_protocol_error() -> None:
+    with pytest.raises(codec.ProtocolError):
+        codec.decode_publish(0x02, b"\x00\x05ab")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    messages=st.lists(
+        st.tuples(st.text(min_size=1, max_size=30), st.binary(max_size=300), st.integers(1, 65535)),
+        min_size=1,
+        max_size=20,
+    ),
+    cuts=st.lists(st.integers(1, 50), max_size=40),
+)
+def test_stream_split_anywhere_yields_the_same_packets(
+    messages: list[tuple[str, bytes, int]], cuts: list[int]
+) -> None:
+    stream = b"".join(_publish_packet(t, p, pid) for t, p, pid in messages)
+    reader = codec.PacketReader()
+    got = []
+    pos = 0
+    for cut in [*cuts, len(stream)]:
+        got.extend(reader.feed(stream[pos : pos + cut]))
+        pos += cut
+    got.extend(reader.feed(stream[pos:]))
+    decoded = [codec.decode_publish(f, b) for _, f, b in got]
+    assert [(d.topic, d.payload, d.packet_id) for d in decoded] == messages

@@ -1,0 +1,160 @@
+"""The batcher: flush by size and age, ack after commit, retry, backpressure, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+
+from iotcollector.errors import TransientStorageError
+from iotcollector.metrics import Metrics
+from iotcollector.pipeline.batcher import BatchLimits, Pipeline
+from iotcollector.storage.base import WriteResult
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from iotcollector.domain.reading import DeadLetter, Reading
+
+
+class FakeStorage:
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.batches: list[tuple[int, int]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.seen: set[tuple[str, str, object]] = set()
+
+    async def write_batch(
+        self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter]
+    ) -> WriteResult:
+        await self.gate.wait()
+        if self.failures:
+            self.failures -= 1
+            raise TransientStorageError("connection refused")
+        self.batches.append((len(readings), len(dead_letters)))
+        keys = {(r.device_id, r.sensor_type, r.timestamp) for r in readings}
+        new = keys - self.seen
+        self.seen |= keys
+        return WriteResult(len(new), len(readings) - len(new), len(dead_letters))
+
+
+def _msg(i: int) -> bytes:
+    return b'{"device_id":"d","sensor_type":"t","value":%d,"timestamp":%d}' % (i, 1_700_000_000 + i)
+
+
+class Harness:
+    def __init__(self, storage: FakeStorage, limits: BatchLimits) -> None:
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry, process_metrics=False)
+        self.acked: list[int] = []
+        self.pressure: list[bool] = []
+        self.pipeline: Pipeline[int] = Pipeline(
+            storage,  # type: ignore[arg-type]
+            self.metrics,
+            logging.getLogger("test"),
+            on_committed=self.acked.extend,
+            on_pressure=self.pressure.append,
+            limits=limits,
+            max_payload_bytes=65536,
+            max_future_skew_s=300,
+        )
+
+    def value(self, name: str, **labels: str) -> float:
+        got = self.registry.get_sample_value(name, labels)
+        return 0.0 if got is None else got
+
+
+async def test_flushes_by_size_and_acks_in_order() -> None:
+    storage = FakeStorage()
+    h = Harness(storage, BatchLimits(max_size=10, max_delay_s=60))
+    task = asyncio.create_task(h.pipeline.run())
+    for i in range(25):
+        h.pipeline.submit("iot/data", _msg(i), i)
+    await asyncio.sleep(0.05)
+    assert storage.batches == [(10, 0), (10, 0)]
+    assert h.acked == list(range(20))
+    assert await h.pipeline.close(1)
+    assert h.acked == list(range(25))
+    await task
+
+
+async def test_flushes_by_age() -> None:
+    storage = FakeStorage()
+    h = Harness(storage, BatchLimits(max_size=1000, max_delay_s=0.02))
+    task = asyncio.create_task(h.pipeline.run())
+    h.pipeline.submit("iot/data", _msg(1), 1)
+    await asyncio.sleep(0.1)
+    assert h.acked == [1]
+    await h.pipeline.close(1)
+    await task
+
+
+async def test_no_ack_before_commit_and_retry_transient_errors() -> None:
+    storage = FakeStorage(failures=3)
+    h = Harness(storage, BatchLimits(max_size=5, max_delay_s=0.01, retry_min_s=0.01))
+    task = asyncio.create_task(h.pipeline.run())
+    for i in range(5):
+        h.pipeline.submit("iot/data", _msg(i), i)
+    await asyncio.sleep(0.005)
+    assert h.acked == []
+    assert await h.pipeline.close(5)
+    assert h.acked == [0, 1, 2, 3, 4]
+    assert h.value("iotcollector_db_errors_total", kind="transient") == 3
+    assert h.value("iotcollector_readings_stored_total") == 5
+    await task
+
+
+async def test_bad_messages_become_dead_letters_and_are_acked() -> None:
+    storage = FakeStorage()
+    h = Harness(storage, BatchLimits(max_size=100, max_delay_s=0.01))
+    task = asyncio.create_task(h.pipeline.run())
+    h.pipeline.submit("iot/data", b"{oops", 1)
+    h.pipeline.submit("iot/data", b'[{"device_id":"d","sensor_type":"t","value":"x"}]', 2)
+    h.pipeline.submit("iot/data", _msg(3), 3)
+    assert await h.pipeline.close(1)
+    assert storage.batches == [(1, 2)]
+    assert h.acked == [1, 2, 3]
+    assert h.value("iotcollector_readings_rejected_total", reason="invalid_json") == 1
+    assert h.value("iotcollector_readings_rejected_total", reason="invalid_value") == 1
+    assert h.value("iotcollector_readings_rejected_total", reason="storage") == 0
+    await task
+
+
+async def test_redelivery_counts_duplicates() -> None:
+    storage = FakeStorage()
+    h = Harness(storage, BatchLimits(max_size=100, max_delay_s=0.01))
+    task = asyncio.create_task(h.pipeline.run())
+    h.pipeline.submit("iot/data", _msg(1), 1)
+    h.pipeline.submit("iot/data", _msg(1), 2)
+    assert await h.pipeline.close(1)
+    assert h.value("iotcollector_readings_stored_total") == 1
+    assert h.value("iotcollector_readings_duplicate_total") == 1
+    await task
+
+
+async def test_backpressure_pauses_then_resumes_at_half() -> None:
+    storage = FakeStorage()
+    storage.gate.clear()
+    h = Harness(storage, BatchLimits(max_size=4, max_delay_s=0.001, max_pending=8))
+    task = asyncio.create_task(h.pipeline.run())
+    for i in range(8):
+        h.pipeline.submit("iot/data", _msg(i), i)
+    assert h.pressure == [True]
+    assert h.value("iotcollector_pipeline_queue_depth") == 8
+    storage.gate.set()
+    assert await h.pipeline.close(1)
+    assert h.pressure == [True, False]
+    await task
+
+
+async def test_close_gives_up_at_the_deadline_without_acking() -> None:
+    storage = FakeStorage(failures=10**6)
+    h = Harness(storage, BatchLimits(max_size=5, max_delay_s=0.001, retry_min_s=0.01))
+    task = asyncio.create_task(h.pipeline.run())
+    h.pipeline.submit("iot/data", _msg(1), 1)
+    assert not await h.pipeline.close(0.2)
+    await asyncio.wait_for(task, 2)
+    assert h.acked == []
