@@ -1,0 +1,400 @@
+"""PostgreSQL storage on psycopg 3 (async): one writer connection, one ping connection.
+
+``write_batch`` is one transaction: readings (idempotent, ``ON CONFLICT DO NOTHING``), dead
+letters, and the devices registry, committed before it returns. The readings go through a
+temporary staging table filled by binary ``COPY`` then ``INSERT … SELECT … ON CONFLICT DO
+NOTHING``: the fastest of the measured paths (``bench/storage_bench.py``); ``unnest`` and
+``executemany`` stay selectable for the benchmark.
+
+Errors are translated here: connection loss, shutdown, overload, serialization failures and
+deadlocks are transient (the connection is dropped and re-made on the next call); data errors
+are permanent. A batch refused for a data error is retried with the rows bisected under
+savepoints, and each refused reading goes to ``iot_rejected`` so the rest lands.
+
+Devices registry: ``first_seen`` / ``last_seen`` are the collector's storage time
+(``now()``, the transaction's time), not the devices' clocks, which may be wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import psycopg
+from psycopg import AsyncConnection
+
+from iotcollector.errors import PermanentStorageError, StorageError, TransientStorageError
+from iotcollector.storage.base import WriteResult
+from iotcollector.storage.migrations import migrate_postgres
+from iotcollector.storage.records import (
+    clean_text,
+    distinct_devices,
+    refused_payload,
+    storage_reason,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from iotcollector.domain.reading import DeadLetter, Reading
+
+InsertMethod = Literal["copy", "unnest", "executemany"]
+
+# SQLSTATE classes and codes worth retrying (after reconnecting).
+_TRANSIENT_CLASSES = frozenset(
+    {
+        "08",  # connection exception
+        "53",  # insufficient resources (disk full, out of memory, too many connections)
+        "58",  # system error (I/O error)
+    }
+)
+_TRANSIENT_CODES = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "40003",  # statement_completion_unknown
+        "55P03",  # lock_not_available
+        "55006",  # object_in_use
+        "57014",  # query_canceled (statement timeout, our own cancel)
+        "57P01",  # admin_shutdown
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now (starting up, recovering)
+        "57P05",  # idle_session_timeout
+        "25P03",  # idle_in_transaction_session_timeout
+    }
+)
+# Classes whose errors depend on the row's data: bisecting isolates the bad rows.
+_ROW_ERROR_CLASSES = frozenset(
+    {
+        "22",  # data exception (value too long, out of range, bad encoding)
+        "23",  # integrity constraint violation (not null, check)
+        "54",  # program limit exceeded (index row too large)
+    }
+)
+
+_STAGING = "iot_data_staging"
+_CREATE_STAGING = f"""
+CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (
+    device_id text, sensor_type text, value double precision, unit text, ts timestamptz
+) ON COMMIT DELETE ROWS
+"""
+_COPY_STAGING = (
+    f"COPY {_STAGING} (device_id, sensor_type, value, unit, ts) FROM STDIN (FORMAT BINARY)"
+)
+_COPY_TYPES = ["text", "text", "float8", "text", "timestamptz"]
+_INSERT_FROM_STAGING = f"""
+INSERT INTO iot_data (device_id, sensor_type, value, unit, "timestamp")
+SELECT device_id, sensor_type, value, unit, ts FROM {_STAGING}
+ON CONFLICT DO NOTHING
+"""
+_INSERT_UNNEST = """
+INSERT INTO iot_data (device_id, sensor_type, value, unit, "timestamp")
+SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::text[], %s::timestamptz[])
+ON CONFLICT DO NOTHING
+"""
+_INSERT_VALUES = """
+INSERT INTO iot_data (device_id, sensor_type, value, unit, "timestamp")
+VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+_UPSERT_DEVICES = """
+INSERT INTO devices AS d (device_id, first_seen, last_seen, status)
+SELECT id, now(), now(), 'online' FROM unnest(%s::text[]) AS u(id)
+ON CONFLICT (device_id) DO UPDATE
+SET last_seen = greatest(d.last_seen, excluded.last_seen), status = 'online'
+"""
+_INSERT_REJECTED = """
+INSERT INTO iot_rejected (received_at, topic, payload, reason)
+SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::bytea[], %s::text[])
+"""
+
+
+def is_transient_sqlstate(sqlstate: str | None) -> bool:
+    """Whether an error with this SQLSTATE may succeed when retried later."""
+    if not sqlstate:
+        return False
+    return sqlstate[:2] in _TRANSIENT_CLASSES or sqlstate in _TRANSIENT_CODES
+
+
+def is_row_sqlstate(sqlstate: str | None) -> bool:
+    """Whether an error with this SQLSTATE is caused by a row's data (isolate the row)."""
+    if not sqlstate or is_transient_sqlstate(sqlstate):
+        return False
+    return sqlstate[:2] in _ROW_ERROR_CLASSES
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """Classify any error met while talking to PostgreSQL: retry later, or never."""
+    if isinstance(exc, psycopg.Error):
+        if exc.sqlstate:
+            return is_transient_sqlstate(exc.sqlstate)
+        # No SQLSTATE: raised by libpq/psycopg itself (refused, reset, closed connection).
+        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    return isinstance(exc, OSError | TimeoutError)
+
+
+def _is_row_error(exc: BaseException) -> bool:
+    return isinstance(exc, psycopg.Error) and is_row_sqlstate(exc.sqlstate)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
+        return exc.diag.message_primary
+    return str(exc) or type(exc).__name__
+
+
+def translate_error(exc: BaseException, doing: str) -> StorageError:
+    """The project's error for ``exc`` (raise it ``from exc``)."""
+    if isinstance(exc, StorageError):
+        return exc
+    kind = TransientStorageError if is_transient_error(exc) else PermanentStorageError
+    sqlstate = exc.sqlstate if isinstance(exc, psycopg.Error) else None
+    code = f" [{sqlstate}]" if sqlstate else ""
+    return kind(f"postgresql {doing} failed{code}: {_message(exc)}")
+
+
+class PostgresStorage:
+    """The :class:`~iotcollector.storage.base.Storage` on PostgreSQL."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout_s: float = 5.0,
+        operation_timeout_s: float = 30.0,
+        insert_method: InsertMethod = "copy",
+    ) -> None:
+        self._url = url
+        self._connect_timeout_s = connect_timeout_s
+        self._operation_timeout_s = operation_timeout_s
+        self._insert_method: InsertMethod = insert_method
+        self._writer: AsyncConnection[Any] | None = None
+        self._pinger: AsyncConnection[Any] | None = None
+        self._writer_lock = asyncio.Lock()
+        self._ping_lock = asyncio.Lock()
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        async with self._writer_lock:
+            await self._writer_connection()
+
+    async def close(self) -> None:
+        async with self._writer_lock:
+            await self._drop_writer()
+        async with self._ping_lock:
+            await self._drop_pinger()
+
+    async def migrate(self) -> list[str]:
+        async with self._writer_lock:
+            conn = await self._writer_connection()
+            try:
+                return await migrate_postgres(conn)
+            except StorageError:
+                raise
+            except Exception as exc:
+                error = translate_error(exc, "migration")
+                if isinstance(error, TransientStorageError):
+                    await self._drop_writer()
+                raise error from exc
+
+    async def ping(self) -> None:
+        async with self._ping_lock:
+            try:
+                async with asyncio.timeout(self._connect_timeout_s):
+                    if self._pinger is None or self._pinger.closed:
+                        self._pinger = await self._connect()
+                    await self._pinger.execute("SELECT 1")
+            except Exception as exc:
+                await self._drop_pinger()
+                error = translate_error(exc, "ping")
+                if not isinstance(error, TransientStorageError):
+                    error = TransientStorageError(str(error))
+                raise error from exc
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def write_batch(
+        self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter]
+    ) -> WriteResult:
+        async with self._writer_lock:
+            try:
+                async with asyncio.timeout(self._operation_timeout_s):
+                    conn = await self._writer_connection()
+                    try:
+                        return await self._write(conn, readings, dead_letters, isolate=False)
+                    except psycopg.Error as exc:
+                        if not readings or not _is_row_error(exc):
+                            raise
+                    return await self._write(conn, readings, dead_letters, isolate=True)
+            except asyncio.CancelledError:
+                # Cancelled mid-statement: the connection's state is unknown, start afresh.
+                await self._drop_writer()
+                raise
+            except Exception as exc:
+                error = translate_error(exc, "write")
+                if isinstance(error, TransientStorageError) or isinstance(exc, TimeoutError):
+                    await self._drop_writer()
+                raise error from exc
+
+    async def _write(
+        self,
+        conn: AsyncConnection[Any],
+        readings: Sequence[Reading],
+        dead_letters: Sequence[DeadLetter],
+        *,
+        isolate: bool,
+    ) -> WriteResult:
+        refused: list[tuple[Reading, str]] = []
+        async with conn.transaction():
+            if not readings:
+                stored = 0
+            elif isolate:
+                stored = await self._insert_isolating(conn, readings, refused)
+            else:
+                stored = await self._insert(conn, readings)
+            refused_ids = {id(r) for r, _ in refused}
+            accepted = [r for r in readings if id(r) not in refused_ids] if refused else readings
+            if accepted:
+                await conn.execute(_UPSERT_DEVICES, (distinct_devices(accepted),))
+            await self._insert_rejected(conn, dead_letters, refused)
+        return WriteResult(
+            stored=stored,
+            duplicates=len(accepted) - stored,
+            dead_letters=len(dead_letters) + len(refused),
+        )
+
+    async def _insert_isolating(
+        self,
+        conn: AsyncConnection[Any],
+        readings: Sequence[Reading],
+        refused: list[tuple[Reading, str]],
+    ) -> int:
+        """Insert under a savepoint; on a data error bisect down to the refused rows."""
+        try:
+            async with conn.transaction():  # a savepoint inside the batch's transaction
+                return await self._insert(conn, readings, more_to_come=True)
+        except psycopg.Error as exc:
+            if not _is_row_error(exc):
+                raise
+            if len(readings) == 1:
+                refused.append((readings[0], storage_reason(_message(exc))))
+                return 0
+        middle = len(readings) // 2
+        first = await self._insert_isolating(conn, readings[:middle], refused)
+        return first + await self._insert_isolating(conn, readings[middle:], refused)
+
+    async def _insert(
+        self, conn: AsyncConnection[Any], readings: Sequence[Reading], *, more_to_come: bool = False
+    ) -> int:
+        """Insert readings idempotently; return how many rows were new.
+
+        ``more_to_come``: more chunks follow in this transaction (bisection), so the staging
+        table is emptied now; otherwise ``ON COMMIT DELETE ROWS`` empties it at commit.
+        """
+        async with conn.cursor() as cur:
+            if self._insert_method == "copy":
+                async with cur.copy(_COPY_STAGING) as copy:
+                    copy.set_types(_COPY_TYPES)
+                    for r in readings:
+                        await copy.write_row(
+                            (r.device_id, r.sensor_type, r.value, r.unit, r.timestamp)
+                        )
+                await cur.execute(_INSERT_FROM_STAGING)
+                stored = cur.rowcount
+                if more_to_come:
+                    await cur.execute(f"TRUNCATE {_STAGING}")
+                return stored
+            if self._insert_method == "unnest":
+                await cur.execute(
+                    _INSERT_UNNEST,
+                    (
+                        [r.device_id for r in readings],
+                        [r.sensor_type for r in readings],
+                        [r.value for r in readings],
+                        [r.unit for r in readings],
+                        [r.timestamp for r in readings],
+                    ),
+                )
+                return cur.rowcount
+            await cur.executemany(
+                _INSERT_VALUES,
+                [(r.device_id, r.sensor_type, r.value, r.unit, r.timestamp) for r in readings],
+            )
+            return cur.rowcount
+
+    async def _insert_rejected(
+        self,
+        conn: AsyncConnection[Any],
+        dead_letters: Sequence[DeadLetter],
+        refused: Sequence[tuple[Reading, str]],
+    ) -> None:
+        if not dead_letters and not refused:
+            return
+        now = datetime.now(UTC)
+        received = [d.received_at for d in dead_letters] + [now] * len(refused)
+        topics = [clean_text(d.topic) for d in dead_letters] + [""] * len(refused)
+        payloads = [bytes(d.payload) for d in dead_letters] + [
+            refused_payload(r) for r, _ in refused
+        ]
+        reasons = [clean_text(d.reason) for d in dead_letters] + [
+            clean_text(reason) for _, reason in refused
+        ]
+        await conn.execute(_INSERT_REJECTED, (received, topics, payloads, reasons))
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def _connect(self) -> AsyncConnection[Any]:
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                return await AsyncConnection.connect(
+                    self._url,
+                    autocommit=True,
+                    # libpq wants whole seconds (and treats 1 as 2).
+                    connect_timeout=max(2, math.ceil(self._connect_timeout_s)),
+                    application_name="iot-collector",
+                    keepalives=1,
+                    keepalives_idle=10,
+                    keepalives_interval=5,
+                    keepalives_count=3,
+                )
+        except Exception as exc:
+            error = translate_error(exc, "connect")
+            if not isinstance(error, TransientStorageError) and isinstance(
+                exc, psycopg.OperationalError
+            ):
+                error = TransientStorageError(str(error))
+            raise error from exc
+
+    async def _writer_connection(self) -> AsyncConnection[Any]:
+        if self._writer is not None and not self._writer.closed:
+            return self._writer
+        conn = await self._connect()
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                await conn.execute(_CREATE_STAGING)
+        except Exception as exc:
+            await conn.close()
+            raise translate_error(exc, "connect") from exc
+        self._writer = conn
+        return conn
+
+    async def _drop_writer(self) -> None:
+        conn, self._writer = self._writer, None
+        await _close_quietly(conn)
+
+    async def _drop_pinger(self) -> None:
+        conn, self._pinger = self._pinger, None
+        await _close_quietly(conn)
+
+
+async def _close_quietly(conn: AsyncConnection[Any] | None) -> None:
+    if conn is None or conn.closed:
+        return
+    try:
+        async with asyncio.timeout(2.0):
+            await conn.close()
+    except Exception:  # noqa: S110 - the connection is being discarded anyway
+        pass

@@ -1,0 +1,285 @@
+"""SQLite storage (the embedded default) on the stdlib ``sqlite3``, on one dedicated thread.
+
+Every use of the connection happens on a single worker thread
+(``ThreadPoolExecutor(max_workers=1)``), so the event loop never blocks and the connection is
+never shared between threads. WAL mode with ``synchronous=FULL``: a committed (acknowledged)
+batch survives a power failure; ``NORMAL`` in WAL mode may lose the last transactions on power
+loss, which would break "no loss after ack" (the cost is measured in
+``bench/storage_bench.py``). Times are stored as INTEGER microseconds since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+from iotcollector.errors import PermanentStorageError, StorageError, TransientStorageError
+from iotcollector.storage.base import WriteResult
+from iotcollector.storage.migrations import migrate_sqlite
+from iotcollector.storage.records import (
+    clean_text,
+    distinct_devices,
+    from_epoch_us,
+    refused_payload,
+    storage_reason,
+    to_epoch_us,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from iotcollector.domain.reading import DeadLetter, Reading
+
+__all__ = ["SqliteStorage", "from_epoch_us", "is_transient_sqlite_error", "to_epoch_us"]
+
+_T = TypeVar("_T")
+
+# Primary result codes (extended codes keep them in the low byte) worth retrying.
+_TRANSIENT_CODES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+    }
+)
+_TRANSIENT_MESSAGES = (
+    "database is locked",
+    "database table is locked",
+    "disk i/o error",
+    "database or disk is full",
+    "unable to open database",
+    "out of memory",
+)
+
+_INSERT_READING = """
+INSERT INTO iot_data (device_id, sensor_type, value, unit, timestamp, received_at)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING
+"""
+_UPSERT_DEVICE = """
+INSERT INTO devices (device_id, first_seen, last_seen, status) VALUES (?, ?, ?, 'online')
+ON CONFLICT (device_id) DO UPDATE
+SET last_seen = max(devices.last_seen, excluded.last_seen), status = 'online'
+"""
+_INSERT_REJECTED = """
+INSERT INTO iot_rejected (received_at, topic, payload, reason) VALUES (?, ?, ?, ?)
+"""
+
+
+def is_transient_sqlite_error(exc: BaseException) -> bool:
+    """Locked, busy, I/O and disk-full errors may succeed later; the rest never will."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int) and (code & 0xFF) in _TRANSIENT_CODES:
+        return True
+    message = str(exc).lower()
+    return any(text in message for text in _TRANSIENT_MESSAGES)
+
+
+def _is_row_error(exc: BaseException) -> bool:
+    """Errors caused by one row's data: bisect and isolate the row."""
+    return isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | OverflowError)
+
+
+def translate_sqlite_error(exc: BaseException, doing: str) -> StorageError:
+    if isinstance(exc, StorageError):
+        return exc
+    kind = TransientStorageError if is_transient_sqlite_error(exc) else PermanentStorageError
+    return kind(f"sqlite {doing} failed: {exc}")
+
+
+class SqliteStorage:
+    """The :class:`~iotcollector.storage.base.Storage` on one SQLite file."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        busy_timeout_ms: int = 5000,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        ping_timeout_s: float = 5.0,
+    ) -> None:
+        if path in {"", ":memory:"} or path.startswith("file::memory:"):
+            raise ValueError("an in-memory SQLite database cannot be used: give a file path")
+        self._path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._synchronous = synchronous
+        self._ping_timeout_s = ping_timeout_s
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None  # touched only on the worker thread
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _run(self, doing: str, func: Callable[[], _T]) -> _T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iot-sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, func)
+        except Exception as exc:
+            raise translate_sqlite_error(exc, doing) from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        """The connection, opened on first use (worker thread only)."""
+        if self._conn is not None:
+            return self._conn
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self._path,
+            timeout=self._busy_timeout_ms / 1000,
+            isolation_level=None,  # transactions are explicit: BEGIN IMMEDIATE … COMMIT
+        )
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            conn.close()
+            raise
+        if mode is None or str(mode[0]).lower() != "wal":
+            conn.close()
+            raise PermanentStorageError(f"sqlite {self._path}: cannot enable WAL mode")
+        self._conn = conn
+        return conn
+
+    def _close_sync(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._run("open", self._connection)
+
+    async def close(self) -> None:
+        executor = self._executor
+        if executor is None:
+            return
+        try:
+            await self._run("close", self._close_sync)
+        finally:
+            self._executor = None
+            executor.shutdown(wait=True)
+
+    async def migrate(self) -> list[str]:
+        return await self._run("migration", lambda: migrate_sqlite(self._connection()))
+
+    async def ping(self) -> None:
+        def probe() -> None:
+            self._connection().execute("SELECT 1").fetchone()
+
+        try:
+            async with asyncio.timeout(self._ping_timeout_s):
+                await self._run("ping", probe)
+        except TimeoutError as exc:
+            raise TransientStorageError("sqlite ping timed out") from exc
+        except PermanentStorageError as exc:
+            raise TransientStorageError(str(exc)) from exc
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def write_batch(
+        self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter]
+    ) -> WriteResult:
+        return await self._run(
+            "write", functools.partial(self._write_sync, list(readings), list(dead_letters))
+        )
+
+    def _write_sync(self, readings: list[Reading], dead_letters: list[DeadLetter]) -> WriteResult:
+        conn = self._connection()
+        try:
+            return self._write_tx(conn, readings, dead_letters, isolate=False)
+        except Exception as exc:
+            if not readings or not _is_row_error(exc):
+                raise
+        return self._write_tx(conn, readings, dead_letters, isolate=True)
+
+    def _write_tx(
+        self,
+        conn: sqlite3.Connection,
+        readings: list[Reading],
+        dead_letters: list[DeadLetter],
+        *,
+        isolate: bool,
+    ) -> WriteResult:
+        now_us = to_epoch_us(datetime.now(UTC))
+        refused: list[tuple[Reading, str]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if not readings:
+                stored = 0
+            elif isolate:
+                stored = self._insert_isolating(conn, readings, now_us, refused)
+            else:
+                stored = _insert(conn, readings, now_us)
+            refused_ids = {id(r) for r, _ in refused}
+            accepted = [r for r in readings if id(r) not in refused_ids] if refused else readings
+            conn.executemany(
+                _UPSERT_DEVICE, [(d, now_us, now_us) for d in distinct_devices(accepted)]
+            )
+            rows = [
+                (to_epoch_us(d.received_at), clean_text(d.topic), bytes(d.payload), d.reason)
+                for d in dead_letters
+            ]
+            rows += [(now_us, "", refused_payload(r), reason) for r, reason in refused]
+            if rows:
+                conn.executemany(_INSERT_REJECTED, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return WriteResult(
+            stored=stored,
+            duplicates=len(accepted) - stored,
+            dead_letters=len(dead_letters) + len(refused),
+        )
+
+    def _insert_isolating(
+        self,
+        conn: sqlite3.Connection,
+        readings: list[Reading],
+        now_us: int,
+        refused: list[tuple[Reading, str]],
+    ) -> int:
+        conn.execute("SAVEPOINT isolate")
+        try:
+            stored = _insert(conn, readings, now_us)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO isolate")
+            conn.execute("RELEASE isolate")
+            if not _is_row_error(exc):
+                raise
+            if len(readings) == 1:
+                refused.append((readings[0], storage_reason(str(exc))))
+                return 0
+        else:
+            conn.execute("RELEASE isolate")
+            return stored
+        middle = len(readings) // 2
+        first = self._insert_isolating(conn, readings[:middle], now_us, refused)
+        return first + self._insert_isolating(conn, readings[middle:], now_us, refused)
+
+
+def _insert(conn: sqlite3.Connection, readings: Sequence[Reading], now_us: int) -> int:
+    before = conn.total_changes
+    conn.executemany(
+        _INSERT_READING,
+        [
+            (r.device_id, r.sensor_type, r.value, r.unit, to_epoch_us(r.timestamp), now_us)
+            for r in readings
+        ],
+    )
+    return conn.total_changes - before
