@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto mosquitto-clients)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v yamllint >/dev/null 2>&1 || need_apt+=(yamllint)
+command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing ${need_apt[*]}"

@@ -11,7 +11,6 @@ library (batched PUBACKs, socket-level backpressure).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 CONNECT = 1
 CONNACK = 2
@@ -155,39 +154,33 @@ def encode_pubacks(packet_ids: list[int]) -> bytes:
     return b"".join(b"\x40\x02" + pid.to_bytes(2, "big") for pid in packet_ids)
 
 
-@dataclass(frozen=True, slots=True)
-class Publish:
-    topic: str
-    payload: bytes
-    qos: int
-    packet_id: int | None
-    dup: bool
-    retain: bool
-
-
-def decode_publish(flags: int, body: bytes) -> Publish:
+def decode_publish(flags: int, body: bytes) -> tuple[str, bytes, int | None]:
+    """Return (topic, payload, packet id or None for QoS 0) of an incoming PUBLISH."""
     qos = (flags >> 1) & 0x03
     if qos == 3:
         raise ProtocolError("PUBLISH with QoS 3")
     if len(body) < 2:
         raise ProtocolError("PUBLISH too short")
-    tlen = int.from_bytes(body[:2], "big")
+    tlen = (body[0] << 8) | body[1]
     pos = 2 + tlen
     if qos:
         if len(body) < pos + 2:
             raise ProtocolError("PUBLISH too short for its packet id")
-        packet_id: int | None = int.from_bytes(body[pos : pos + 2], "big")
+        packet_id: int | None = (body[pos] << 8) | body[pos + 1]
         pos += 2
     else:
         packet_id = None
-    if len(body) < pos:
-        raise ProtocolError("PUBLISH topic longer than the packet")
-    pos = _skip_properties(body, pos)
+    if len(body) <= pos:
+        raise ProtocolError("PUBLISH without its properties length")
+    if body[pos] == 0:
+        pos += 1
+    else:
+        pos = _skip_properties(body, pos)
     try:
         topic = body[2 : 2 + tlen].decode()
     except UnicodeDecodeError:
         raise ProtocolError("PUBLISH topic is not UTF-8") from None
-    return Publish(topic, body[pos:], qos, packet_id, bool(flags & 0x08), bool(flags & 0x01))
+    return topic, body[pos:], packet_id
 
 
 def decode_connack(body: bytes) -> tuple[bool, int]:

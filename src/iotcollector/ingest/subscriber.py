@@ -27,7 +27,7 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 _HANDSHAKE_TIMEOUT_S = 10.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delivery:
     """One message as received; ``connection`` tells which connection must acknowledge it."""
 
@@ -71,8 +71,8 @@ class _Protocol(asyncio.Protocol):
 
     def _handle(self, ptype: int, flags: int, body: bytes) -> None:
         if ptype == codec.PUBLISH:
-            pub = codec.decode_publish(flags, body)
-            self._owner.deliver(Delivery(pub.topic, pub.payload, pub.packet_id, self._generation))
+            topic, payload, packet_id = codec.decode_publish(flags, body)
+            self._owner.deliver(Delivery(topic, payload, packet_id, self._generation))
         elif ptype == codec.CONNACK:
             if not self.connack.done():
                 self.connack.set_result(codec.decode_connack(body))

@@ -84,6 +84,7 @@ class Pipeline(Generic[T]):
         self.database_ok = False
         self.committed_batches = 0
         metrics.pipeline_queue_capacity.set(limits.max_pending)
+        metrics.pipeline_queue_depth.set_function(lambda: self.pending)
 
     @property
     def pending(self) -> int:
@@ -96,7 +97,7 @@ class Pipeline(Generic[T]):
             return
         now = datetime.now(UTC)
         m = self._metrics
-        m.mqtt_messages_received.inc()
+        m.mqtt_messages_received.value += 1
         result = parse_message(
             payload,
             received_at=now,
@@ -116,7 +117,6 @@ class Pipeline(Generic[T]):
         if not self._paused and self.pending >= self._limits.max_pending:
             self._paused = True
             self._on_pressure(True)
-        m.pipeline_queue_depth.set(self.pending)
 
     async def run(self) -> None:
         """Write batches until closed and drained (or abandoned at the shutdown deadline)."""
@@ -164,7 +164,6 @@ class Pipeline(Generic[T]):
         if self._paused and self.pending <= self._limits.max_pending // 2:
             self._paused = False
             self._on_pressure(False)
-        self._metrics.pipeline_queue_depth.set(self.pending)
         if not self.pending:
             self._drained.set()
 
@@ -179,9 +178,7 @@ class Pipeline(Generic[T]):
             m.readings_rejected.labels(reason="storage").inc(isolated)
         m.batch_size.observe(rows)
         now = time.time()
-        observe = m.ingest_lag.observe
-        for reading in readings:
-            observe(max(0.0, now - reading.timestamp.timestamp()))
+        m.ingest_lag.observe_many(max(0.0, now - r.timestamp.timestamp()) for r in readings)
 
     async def _write_with_retry(
         self, readings: list[Reading], dead: list[DeadLetter]
