@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from iotcollector.domain.parse import parse_message
 from iotcollector.domain.reading import DeadLetter, Reading
-from iotcollector.errors import PermanentStorageError, StorageError, TransientStorageError
+from iotcollector.errors import (
+    IotCollectorError,
+    PermanentStorageError,
+    StorageError,
+    TransientStorageError,
+)
 
 if TYPE_CHECKING:
     import logging
@@ -46,6 +51,8 @@ class BatchLimits:
     max_size: int = 2000
     max_delay_s: float = 0.05
     max_pending: int = 20_000
+    max_pending_rows: int = 100_000
+    max_direct: int = 64
     retry_min_s: float = 0.1
     retry_max_s: float = 5.0
 
@@ -74,6 +81,7 @@ class Pipeline(Generic[T]):
         self._max_payload = max_payload_bytes
         self._skew = max_future_skew_s
         self._items: deque[_Item[T]] = deque()
+        self._direct: deque[tuple[list[Reading], asyncio.Future[WriteResult]]] = deque()
         self._rows = 0
         self._writing = 0
         self._wakeup = asyncio.Event()
@@ -88,8 +96,8 @@ class Pipeline(Generic[T]):
 
     @property
     def pending(self) -> int:
-        """Messages submitted and not yet committed."""
-        return len(self._items) + self._writing
+        """Messages (and HTTP writes) submitted and not yet committed."""
+        return len(self._items) + self._writing + len(self._direct)
 
     def submit(self, topic: str, payload: bytes, token: T) -> None:
         """Parse one message and queue it; never raises for bad input."""
@@ -114,14 +122,33 @@ class Pipeline(Generic[T]):
         self._rows += len(result.readings) + len(dead)
         if was_empty or self._rows >= self._limits.max_size:
             self._wakeup.set()
-        if not self._paused and self.pending >= self._limits.max_pending:
+        if not self._paused and (
+            self.pending >= self._limits.max_pending or self._rows >= self._limits.max_pending_rows
+        ):
             self._paused = True
             self._on_pressure(True)
+
+    async def write(self, readings: list[Reading]) -> WriteResult:
+        """Write one HTTP request's readings through the same writer; return after commit.
+
+        Raises ``PipelineBusyError`` when too many requests already wait.
+        """
+        if self._closing:
+            raise PipelineBusyError("the collector is shutting down")
+        if len(self._direct) >= self._limits.max_direct:
+            raise PipelineBusyError("too many write requests are waiting for the database")
+        future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        self._direct.append((readings, future))
+        self._wakeup.set()
+        return await asyncio.shield(future)
 
     async def run(self) -> None:
         """Write batches until closed and drained (or abandoned at the shutdown deadline)."""
         limits = self._limits
         while not self._abandon:
+            if self._direct:
+                await self._write_direct(*self._direct.popleft())
+                continue
             if not self._items:
                 if self._closing:
                     return
@@ -138,6 +165,24 @@ class Pipeline(Generic[T]):
                     pass
                 continue
             await self._write_next_batch()
+
+    async def _write_direct(
+        self, readings: list[Reading], future: asyncio.Future[WriteResult]
+    ) -> None:
+        self._writing = 1
+        try:
+            result = await self._write_with_retry(readings, [])
+        except _AbandonedError:
+            if not future.done():
+                future.set_exception(PipelineBusyError("the collector is shutting down"))
+            return
+        finally:
+            self._writing = 0
+        self._record(result, readings, len(readings), 0)
+        if not future.done():
+            future.set_result(result)
+        if not self.pending:
+            self._drained.set()
 
     async def _write_next_batch(self) -> None:
         batch: list[_Item[T]] = []
@@ -161,7 +206,12 @@ class Pipeline(Generic[T]):
         self.committed_batches += 1
         self._record(result, readings, rows, len(dead))
         self._on_committed([item.token for item in batch])
-        if self._paused and self.pending <= self._limits.max_pending // 2:
+        limits = self._limits
+        if (
+            self._paused
+            and self.pending <= limits.max_pending // 2
+            and self._rows <= limits.max_pending_rows // 2
+        ):
             self._paused = False
             self._on_pressure(False)
         if not self.pending:
@@ -235,6 +285,10 @@ class Pipeline(Generic[T]):
                 self.pending,
             )
         return drained
+
+
+class PipelineBusyError(IotCollectorError):
+    """The pipeline cannot take this write now (shutting down, or too many waiting)."""
 
 
 class _AbandonedError(Exception):

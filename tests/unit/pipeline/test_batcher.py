@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from iotcollector.domain.reading import Reading
 from iotcollector.errors import TransientStorageError
 from iotcollector.metrics import Metrics
 from iotcollector.pipeline.batcher import BatchLimits, Pipeline
@@ -16,7 +18,7 @@ from iotcollector.storage.base import WriteResult
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from iotcollector.domain.reading import DeadLetter, Reading
+    from iotcollector.domain.reading import DeadLetter
 
 
 class FakeStorage:
@@ -158,3 +160,16 @@ async def test_close_gives_up_at_the_deadline_without_acking() -> None:
     assert not await h.pipeline.close(0.2)
     await asyncio.wait_for(task, 2)
     assert h.acked == []
+
+
+async def test_direct_write_returns_after_commit_with_its_own_counts() -> None:
+    storage = FakeStorage()
+    h = Harness(storage, BatchLimits(max_size=100, max_delay_s=0.01))
+    task = asyncio.create_task(h.pipeline.run())
+    ts = datetime(2026, 1, 1, tzinfo=UTC)
+    readings = [Reading("d", "t", 1.0, "", ts), Reading("d", "t", 1.0, "", ts)]
+    result = await h.pipeline.write(readings)
+    assert (result.stored, result.duplicates) == (1, 1)
+    assert storage.batches == [(2, 0)]
+    assert await h.pipeline.close(1)
+    await task
