@@ -1,0 +1,81 @@
+"""Settings from IOT_* variables: defaults, parsing, and errors that name the variable."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import pytest
+
+from iotcollector.config import load_settings
+from iotcollector.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("IOT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(str(tmp_path))
+
+
+def test_defaults_follow_the_design() -> None:
+    s = load_settings()
+    assert (s.mqtt_host, s.mqtt_port, s.mqtt_tls) == ("127.0.0.1", 1883, False)
+    assert s.mqtt_topics == ("iot/data",)
+    assert s.subscriptions == ("iot/data",)
+    assert s.mqtt_client_id.startswith("iot-collector-")
+    assert s.database_url.get_secret_value() == "sqlite:///./data/iot.db"
+    assert (s.api_host, s.api_port) == ("127.0.0.1", 3000)
+    assert s.device_offline_after_s == 300
+    assert s.retention_days is None
+
+
+def test_topics_shared_group_and_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IOT_MQTT_TOPICS", "iot/data, plant/+/data")
+    monkeypatch.setenv("IOT_MQTT_SHARED_GROUP", "collectors")
+    monkeypatch.setenv("IOT_MQTT_URL", "mqtts://example.iot.eu-west-1.amazonaws.com")
+    s = load_settings()
+    assert s.subscriptions == ("$share/collectors/iot/data", "$share/collectors/plant/+/data")
+    assert (s.mqtt_port, s.mqtt_tls) == (8883, True)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("IOT_MQTT_URL", "http://x"),
+        ("IOT_MQTT_URL", "mqtt://host:99999"),
+        ("IOT_MQTT_TOPICS", "a/#/b"),
+        ("IOT_MQTT_TOPICS", "a/b+"),
+        ("IOT_MQTT_TOPICS", " , "),
+        ("IOT_MQTT_SHARED_GROUP", "a/b"),
+        ("IOT_DATABASE_URL", "mysql://x"),
+        ("IOT_API_PORT", "70000"),
+        ("IOT_BATCH_MAX_SIZE", "0"),
+        ("IOT_LOG_LEVEL", "LOUD"),
+        ("IOT_LOG_FORMAT", "xml"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        load_settings()
+
+
+def test_certificate_and_key_go_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IOT_MQTT_CERT_FILE", "/x/cert.pem")
+    with pytest.raises(ConfigError, match="IOT_MQTT_KEY_FILE"):
+        load_settings()
+
+
+def test_password_is_not_in_the_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IOT_MQTT_PASSWORD", "s3cret-value")
+    monkeypatch.setenv("IOT_DATABASE_URL", "postgresql://u:db-s3cret@h/db")
+    text = repr(load_settings())
+    assert "s3cret-value" not in text
+    assert "db-s3cret" not in text
