@@ -22,6 +22,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="run MQTT ingest and the HTTP API")
     commands.add_parser("migrate", help="apply pending database migrations and exit")
+    commands.add_parser(
+        "up",
+        help="zero set-up: embedded broker (unless IOT_MQTT_URL is set), SQLite, API",
+    )
     return parser
 
 
@@ -49,6 +53,53 @@ async def _serve(settings: Settings) -> int:
     return await Service(settings, log).run()
 
 
+async def _up(settings: Settings) -> int:
+    from iotcollector.broker import EmbeddedBroker  # noqa: PLC0415 - heavy imports for one command
+    from iotcollector.service import Service  # noqa: PLC0415
+
+    log = configure_logging(settings.log_level, settings.log_format)
+    broker = None
+    if "mqtt_url" not in settings.model_fields_set:
+        broker = EmbeddedBroker("127.0.0.1", settings.embedded_mqtt_port)
+        try:
+            await broker.start()
+        except OSError as exc:
+            log.error(  # noqa: TRY400 - the message is the diagnosis
+                "cannot start the embedded MQTT broker on 127.0.0.1:%d (%s); "
+                "set IOT_EMBEDDED_MQTT_PORT to a free port, or IOT_MQTT_URL to your broker",
+                settings.embedded_mqtt_port,
+                exc,
+            )
+            return 1
+        settings = settings.model_copy(update={"mqtt_url": broker.url, "mqtt_protocol": "3.1.1"})
+    service = Service(settings, log)
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    print(  # noqa: T201 - the banner is for the person who ran the command
+        f"iot-collector is up\n"
+        f"  dashboard      {base}/\n"
+        f"  API docs       {base}/docs\n"
+        f"  metrics        {base}/metrics\n"
+        f"  MQTT broker    {settings.mqtt_url}{' (embedded)' if broker else ''}, topic "
+        f"{','.join(settings.mqtt_topics)}\n"
+        f"  database       {_redacted(settings.database_url.get_secret_value())}\n"
+        f"Ctrl-C stops everything.",
+        flush=True,
+    )
+    try:
+        return await service.run()
+    finally:
+        if broker is not None:
+            await broker.stop()
+
+
+def _redacted(url: str) -> str:
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    scheme, _, _ = head.partition("://")
+    return f"{scheme}://***@{tail}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -58,4 +109,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
+    if args.command == "up":
+        return asyncio.run(_up(settings))
     return asyncio.run(_serve(settings))

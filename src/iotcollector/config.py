@@ -5,10 +5,17 @@ from __future__ import annotations
 import socket
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from iotcollector.errors import ConfigError
@@ -22,6 +29,9 @@ class LogFormat(StrEnum):
 class ApiAuth(StrEnum):
     ENABLED = "enabled"
     DISABLED = "disabled"
+
+
+MqttProtocol = Literal["5", "3.1.1"]
 
 
 def _default_client_id() -> str:
@@ -47,11 +57,21 @@ class Settings(BaseSettings):
     mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
     mqtt_max_inflight: int = Field(default=20_000, ge=10, le=1_000_000)
     mqtt_reconnect_max_s: float = Field(default=30.0, gt=0, le=600)
+    mqtt_protocol: MqttProtocol = Field(default="5")
+    embedded_mqtt_port: int = Field(default=1883, ge=0, le=65535)
 
     database_url: SecretStr = SecretStr("sqlite:///./data/iot.db")
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=3000, ge=0, le=65535)
+    # Bearer keys for /api/*: comma-separated, and/or one per line in IOT_API_KEYS_FILE
+    # (blank lines and # comments ignored). Secret: never logged nor echoed.
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    api_keys_file: Path | None = None
+    # "disabled" only allows serving without keys; keys that are set are always enforced.
+    api_auth: ApiAuth = ApiAuth.ENABLED
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    _file_api_keys: tuple[str, ...] = PrivateAttr(default=())
 
     batch_max_size: int = Field(default=2000, ge=1, le=100_000)
     batch_max_delay_ms: int = Field(default=50, ge=1, le=60_000)
@@ -86,6 +106,29 @@ class Settings(BaseSettings):
                 if ("#" in part or "+" in part) and len(part) > 1:
                     raise ValueError(f"{topic!r}: a wildcard must fill a whole level")
         return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_api_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_api_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for position, key in enumerate(value, start=1):
+            _check_api_key(key.get_secret_value(), f"key {position}")
+        return value
+
+    @model_validator(mode="after")
+    def _read_api_keys_file(self) -> Settings:
+        if self.api_keys_file is not None:
+            try:
+                self._file_api_keys = read_api_keys_file(self.api_keys_file)
+            except ValueError as exc:
+                raise ValueError(f"IOT_API_KEYS_FILE: {exc}") from None
+        return self
 
     @field_validator("mqtt_url")
     @classmethod
@@ -129,6 +172,12 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def api_key_values(self) -> tuple[str, ...]:
+        """Every accepted bearer key (IOT_API_KEYS and IOT_API_KEYS_FILE), without repeats."""
+        keys = [k.get_secret_value() for k in self.api_keys] + list(self._file_api_keys)
+        return tuple(dict.fromkeys(keys))
+
+    @property
     def mqtt_host(self) -> str:
         return urlsplit(self.mqtt_url).hostname or "127.0.0.1"
 
@@ -147,6 +196,33 @@ class Settings(BaseSettings):
         if self.mqtt_shared_group:
             return tuple(f"$share/{self.mqtt_shared_group}/{t}" for t in self.mqtt_topics)
         return self.mqtt_topics
+
+
+_MIN_API_KEY_CHARS = 16
+
+
+def _check_api_key(key: str, where: str) -> None:
+    """Refuse keys too short to resist guessing, or with characters a header cannot carry."""
+    if len(key) < _MIN_API_KEY_CHARS:
+        raise ValueError(f"{where} is shorter than {_MIN_API_KEY_CHARS} characters")
+    if not key.isascii() or not key.isprintable() or any(c.isspace() or c == "," for c in key):
+        raise ValueError(f"{where} must be printable ASCII without spaces or commas")
+
+
+def read_api_keys_file(path: Path) -> tuple[str, ...]:
+    """One key per line; blank lines and lines starting with ``#`` are ignored."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {type(exc).__name__}") from None
+    keys: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        _check_api_key(line, f"{path} line {number}")
+        keys.append(line)
+    return tuple(keys)
 
 
 def load_settings() -> Settings:

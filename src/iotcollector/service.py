@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from iotcollector.api.app import create_app
 from iotcollector.errors import StorageError
+from iotcollector.ingest import codec
 from iotcollector.ingest.subscriber import Delivery, MqttSubscriber
 from iotcollector.metrics import Metrics
 from iotcollector.pipeline.batcher import BatchLimits, Pipeline
@@ -77,6 +78,7 @@ class Service:
             keepalive_s=s.mqtt_keepalive_s,
             receive_maximum=s.mqtt_max_inflight,
             reconnect_max_s=s.mqtt_reconnect_max_s,
+            protocol_version=codec.MQTT5 if s.mqtt_protocol == "5" else codec.MQTT311,
         )
         self._pipeline: Pipeline[Delivery] = Pipeline(
             self._storage,

@@ -3,7 +3,8 @@
 Only what a QoS 1 subscriber uses is here: CONNECT/CONNACK, SUBSCRIBE/SUBACK, PUBLISH (in),
 PUBACK (out), PINGREQ/PINGRESP, DISCONNECT. MQTT 5 because a persistent session needs the
 Session Expiry Interval and the broker's in-flight window is the client's Receive Maximum
-(with MQTT 3.1.1 Mosquitto caps it at ``max_inflight_messages``, 20 by default).
+(with MQTT 3.1.1 Mosquitto caps it at ``max_inflight_messages``, 20 by default). MQTT 3.1.1
+(protocol level 4) is spoken too, for brokers without MQTT 5 (e.g. the embedded amqtt).
 docs/architecture.md says why the collector speaks MQTT itself instead of through a client
 library (batched PUBACKs, socket-level backpressure).
 """
@@ -50,6 +51,11 @@ REASONS = {
     0x9E: "shared subscriptions not supported",
     0x9F: "connection rate exceeded",
 }
+
+MQTT5 = 5
+MQTT311 = 4
+# CONNACK codes meaning "speak an older protocol": 3.1.1's 0x01, MQTT 5's 0x84.
+UNSUPPORTED_VERSION_CODES = frozenset({0x01, 0x84})
 
 PROP_SESSION_EXPIRY = 0x11
 PROP_RECEIVE_MAXIMUM = 0x21
@@ -117,6 +123,7 @@ def encode_connect(  # noqa: PLR0913 - the CONNECT fields
     receive_maximum: int,
     username: str | None = None,
     password: str | None = None,
+    version: int = MQTT5,
 ) -> bytes:
     flags = 0x02 if clean_session else 0
     props = (
@@ -125,6 +132,7 @@ def encode_connect(  # noqa: PLR0913 - the CONNECT fields
         + bytes([PROP_RECEIVE_MAXIMUM])
         + struct.pack("!H", max(1, min(receive_maximum, 65535)))
     )
+    properties = encode_remaining_length(len(props)) + props if version == MQTT5 else b""
     payload = _string(client_id)
     if username is not None:
         flags |= 0x80
@@ -132,18 +140,12 @@ def encode_connect(  # noqa: PLR0913 - the CONNECT fields
         if password is not None:
             flags |= 0x40
             payload += _string(password)
-    variable = (
-        _string("MQTT")
-        + bytes([5, flags])
-        + struct.pack("!H", keepalive)
-        + encode_remaining_length(len(props))
-        + props
-    )
+    variable = _string("MQTT") + bytes([version, flags]) + struct.pack("!H", keepalive) + properties
     return _packet(CONNECT << 4, variable + payload)
 
 
-def encode_subscribe(packet_id: int, filters: list[tuple[str, int]]) -> bytes:
-    body = struct.pack("!H", packet_id) + b"\x00"
+def encode_subscribe(packet_id: int, filters: list[tuple[str, int]], version: int = MQTT5) -> bytes:
+    body = struct.pack("!H", packet_id) + (b"\x00" if version == MQTT5 else b"")
     for topic, qos in filters:
         body += _string(topic) + bytes([qos])
     return _packet((SUBSCRIBE << 4) | 0x02, body)
@@ -154,7 +156,7 @@ def encode_pubacks(packet_ids: list[int]) -> bytes:
     return b"".join(b"\x40\x02" + pid.to_bytes(2, "big") for pid in packet_ids)
 
 
-def decode_publish(flags: int, body: bytes) -> tuple[str, bytes, int | None]:
+def decode_publish(flags: int, body: bytes, version: int = MQTT5) -> tuple[str, bytes, int | None]:
     """Return (topic, payload, packet id or None for QoS 0) of an incoming PUBLISH."""
     qos = (flags >> 1) & 0x03
     if qos == 3:
@@ -170,12 +172,12 @@ def decode_publish(flags: int, body: bytes) -> tuple[str, bytes, int | None]:
         pos += 2
     else:
         packet_id = None
-    if len(body) <= pos:
-        raise ProtocolError("PUBLISH without its properties length")
-    if body[pos] == 0:
-        pos += 1
-    else:
-        pos = _skip_properties(body, pos)
+    if version == MQTT5:
+        if len(body) <= pos:
+            raise ProtocolError("PUBLISH without its properties length")
+        pos = pos + 1 if body[pos] == 0 else _skip_properties(body, pos)
+    elif len(body) < pos:
+        raise ProtocolError("PUBLISH topic longer than the packet")
     try:
         topic = body[2 : 2 + tlen].decode()
     except UnicodeDecodeError:
@@ -190,11 +192,11 @@ def decode_connack(body: bytes) -> tuple[bool, int]:
     return bool(body[0] & 0x01), body[1]
 
 
-def decode_suback(body: bytes) -> tuple[int, list[int]]:
+def decode_suback(body: bytes, version: int = MQTT5) -> tuple[int, list[int]]:
     """Return (packet_id, granted QoS or a reason code >= 0x80 per filter)."""
     if len(body) < 3:
         raise ProtocolError("SUBACK too short")
-    pos = _skip_properties(body, 2)
+    pos = _skip_properties(body, 2) if version == MQTT5 else 2
     return int.from_bytes(body[:2], "big"), list(body[pos:])
 
 

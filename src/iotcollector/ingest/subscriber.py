@@ -38,9 +38,10 @@ class Delivery:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, owner: MqttSubscriber, generation: int) -> None:
+    def __init__(self, owner: MqttSubscriber, generation: int, version: int) -> None:
         self._owner = owner
         self._generation = generation
+        self._version = version
         self._reader = codec.PacketReader()
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -71,13 +72,13 @@ class _Protocol(asyncio.Protocol):
 
     def _handle(self, ptype: int, flags: int, body: bytes) -> None:
         if ptype == codec.PUBLISH:
-            topic, payload, packet_id = codec.decode_publish(flags, body)
+            topic, payload, packet_id = codec.decode_publish(flags, body, self._version)
             self._owner.deliver(Delivery(topic, payload, packet_id, self._generation))
         elif ptype == codec.CONNACK:
             if not self.connack.done():
                 self.connack.set_result(codec.decode_connack(body))
         elif ptype == codec.SUBACK:
-            _, codes = codec.decode_suback(body)
+            _, codes = codec.decode_suback(body, self._version)
             if not self.suback.done():
                 self.suback.set_result(codes)
         elif ptype == codec.DISCONNECT:
@@ -90,6 +91,7 @@ class _Protocol(asyncio.Protocol):
         for fut in (self.connack, self.suback):
             if not fut.done():
                 fut.set_exception(MqttError(f"connection lost: {exc or 'closed by the broker'}"))
+                fut.exception()  # retrieved here: nobody may be awaiting it any more
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -114,6 +116,7 @@ class MqttSubscriber:
         receive_maximum: int = 65535,
         reconnect_min_s: float = 0.2,
         reconnect_max_s: float = 30.0,
+        protocol_version: int = codec.MQTT5,
     ) -> None:
         self._host = host
         self._port = port
@@ -130,6 +133,7 @@ class MqttSubscriber:
         self._backoff_min = reconnect_min_s
         self._backoff_max = reconnect_max_s
         self._generation = 0
+        self._version = protocol_version
         self._proto: _Protocol | None = None
         self._handshaking = False
         self._paused = False
@@ -189,8 +193,9 @@ class MqttSubscriber:
             except (OSError, MqttError, TimeoutError) as exc:
                 failures += 1
                 if not self._stopping:
+                    reason = str(exc) or f"no answer within {_HANDSHAKE_TIMEOUT_S:.0f} s"
                     self.log.warning(
-                        "MQTT connection to %s:%d failed: %s", self._host, self._port, exc
+                        "MQTT connection to %s:%d failed: %s", self._host, self._port, reason
                     )
             finally:
                 self._set_connected(False)
@@ -204,10 +209,11 @@ class MqttSubscriber:
         loop = asyncio.get_running_loop()
         self._generation += 1
         generation = self._generation
+        version = self._version
         self._handshaking = True
         async with asyncio.timeout(_HANDSHAKE_TIMEOUT_S):
             _, proto = await loop.create_connection(
-                lambda: _Protocol(self, generation),
+                lambda: _Protocol(self, generation, version),
                 self._host,
                 self._port,
                 ssl=self._ssl,
@@ -223,20 +229,25 @@ class MqttSubscriber:
                     receive_maximum=self._receive_maximum,
                     username=self._username,
                     password=self._password,
+                    version=version,
                 )
             )
             session_present, code = await proto.connack
+            if code in codec.UNSUPPORTED_VERSION_CODES and version == codec.MQTT5:
+                self._version = codec.MQTT311
+                raise MqttError("the broker does not speak MQTT 5: falling back to MQTT 3.1.1")
             if code:
                 raise MqttRefusedError(f"broker refused the connection: {codec.reason_text(code)}")
             self.connections += 1
             self.log.info(
-                "connected to MQTT broker %s:%d as %s (session %s)",
+                "connected to MQTT broker %s:%d as %s (MQTT %s, session %s)",
                 self._host,
                 self._port,
                 self._client_id,
+                "5" if version == codec.MQTT5 else "3.1.1",
                 "resumed" if session_present else "new",
             )
-            proto.write(codec.encode_subscribe(1, [(t, 1) for t in self._subscriptions]))
+            proto.write(codec.encode_subscribe(1, [(t, 1) for t in self._subscriptions], version))
             codes = await proto.suback
         refused = [t for t, c in zip(self._subscriptions, codes, strict=False) if c >= 0x80]
         if refused or len(codes) != len(self._subscriptions):

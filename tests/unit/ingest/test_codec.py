@@ -122,3 +122,19 @@ def test_stream_split_anywhere_yields_the_same_packets(
         pos += cut
     got.extend(reader.feed(stream[pos:]))
     assert [codec.decode_publish(f, b) for _, f, b in got] == messages
+
+
+def test_mqtt311_connect_subscribe_and_publish_have_no_properties() -> None:
+    packet = codec.encode_connect(
+        "c",
+        clean_session=False,
+        keepalive=30,
+        session_expiry_s=60,
+        receive_maximum=10,
+        version=codec.MQTT311,
+    )
+    assert packet == b"\x10\x0d\x00\x04MQTT\x04\x00\x00\x1e\x00\x01c"
+    assert codec.encode_subscribe(1, [("a", 1)], codec.MQTT311) == b"\x82\x06\x00\x01\x00\x01a\x01"
+    body = b"\x00\x01a\x00\x07payload"
+    assert codec.decode_publish(0x02, body, codec.MQTT311) == ("a", b"payload", 7)
+    assert codec.decode_suback(b"\x00\x01\x01", codec.MQTT311) == (1, [1])
