@@ -116,8 +116,8 @@ class Service:
     def request_stop(self) -> None:
         self._stop.set()
 
-    def _on_message(self, delivery: Delivery) -> None:
-        self._pipeline.submit(delivery.topic, delivery.payload, delivery)
+    def _on_message(self, deliveries: list[Delivery]) -> None:
+        self._pipeline.submit(deliveries)
 
     def _on_connected(self, connected: bool) -> None:
         self.metrics.mqtt_connected.set(1 if connected else 0)

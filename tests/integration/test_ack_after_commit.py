@@ -122,7 +122,7 @@ def _stack(
         port=broker.port,
         client_id=CLIENT_ID,
         subscriptions=["iot/data"],
-        on_message=lambda d: pipeline.submit(d.topic, d.payload, d),
+        on_message=pipeline.submit,
         on_connected=lambda _c: None,
         logger=log,
     )

@@ -1,6 +1,7 @@
 """The collector's MQTT subscriber: QoS 1, persistent session, batched acks, backpressure.
 
-Messages are handed to ``on_message`` as they arrive and acknowledged only when the pipeline
+Messages are handed to ``on_message`` as they arrive (a list per chunk read from the socket)
+and acknowledged only when the pipeline
 calls :meth:`MqttSubscriber.ack` after their commit. Acknowledgements of one batch go out in
 one write. When the pipeline has too much un-acknowledged work it calls
 :meth:`pause_reading`: the socket is no longer read, the broker keeps the messages.
@@ -61,20 +62,23 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_read = time.monotonic()
+        deliveries: list[Delivery] = []
         try:
-            packets = self._reader.feed(data)
-            for ptype, flags, body in packets:
-                self._handle(ptype, flags, body)
+            for ptype, flags, body in self._reader.feed(data):
+                if ptype == codec.PUBLISH:
+                    topic, payload, packet_id = codec.decode_publish(flags, body, self._version)
+                    deliveries.append(Delivery(topic, payload, packet_id, self._generation))
+                else:
+                    self._handle(ptype, body)
         except codec.ProtocolError as exc:
             self._owner.log.error("protocol error from the broker, reconnecting: %s", exc)  # noqa: TRY400
             if self.transport is not None:
                 self.transport.abort()
+        if deliveries:
+            self._owner.deliver(deliveries)
 
-    def _handle(self, ptype: int, flags: int, body: bytes) -> None:
-        if ptype == codec.PUBLISH:
-            topic, payload, packet_id = codec.decode_publish(flags, body, self._version)
-            self._owner.deliver(Delivery(topic, payload, packet_id, self._generation))
-        elif ptype == codec.CONNACK:
+    def _handle(self, ptype: int, body: bytes) -> None:
+        if ptype == codec.CONNACK:
             if not self.connack.done():
                 self.connack.set_result(codec.decode_connack(body))
         elif ptype == codec.SUBACK:
@@ -106,7 +110,7 @@ class MqttSubscriber:
         port: int,
         client_id: str,
         subscriptions: Sequence[str],
-        on_message: Callable[[Delivery], None],
+        on_message: Callable[[list[Delivery]], None],
         on_connected: Callable[[bool], None],
         logger: logging.Logger,
         ssl_context: ssl.SSLContext | None = None,
@@ -146,8 +150,8 @@ class MqttSubscriber:
         """Connected, with every subscription acknowledged by the broker."""
         return self._connected
 
-    def deliver(self, delivery: Delivery) -> None:
-        self._on_message(delivery)
+    def deliver(self, deliveries: list[Delivery]) -> None:
+        self._on_message(deliveries)
 
     def ack(self, deliveries: Iterable[Delivery]) -> int:
         """Acknowledge committed messages in one write; return how many PUBACKs were sent.

@@ -1,11 +1,12 @@
 """Bounded queue → batches → one committed write → acknowledgements.
 
-Messages are parsed as they are submitted (parsing is ~1 µs), queued with their
-acknowledgement token, written in batches flushed by size or age, and only after the commit
-are their tokens handed to ``on_committed`` (which sends the PUBACKs). Transient database
-errors are retried with capped exponential backoff and jitter, for as long as it takes: the
-queue is bounded by ``max_pending`` messages and ``on_pressure(True)`` asks the source to stop
-reading until it has drained to half.
+Messages are parsed as they are submitted (a few µs each) and queued with their
+acknowledgement tokens, one queue item per chunk read from the socket. Batches are flushed by
+size or age, and only after the commit are their tokens handed to ``on_committed`` (which
+sends the PUBACKs). Transient database errors are retried with capped exponential backoff and
+jitter, for as long as it takes: the queue is bounded by ``max_pending`` messages and
+``max_pending_rows`` rows, and ``on_pressure(True)`` asks the source to stop reading until it
+has drained to half.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from iotcollector.domain.parse import parse_message
 from iotcollector.domain.reading import DeadLetter, Reading
@@ -30,19 +31,30 @@ from iotcollector.errors import (
 
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from iotcollector.metrics import Metrics
     from iotcollector.storage.base import Storage, WriteResult
 
-T = TypeVar("T")
+
+class Incoming(Protocol):
+    """A received message: what the pipeline reads of the source's acknowledgement token."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def payload(self) -> bytes: ...
+
+
+T = TypeVar("T", bound=Incoming)
 
 
 @dataclass(slots=True)
 class _Item(Generic[T]):
     readings: list[Reading]
     dead_letters: list[DeadLetter]
-    token: T
+    tokens: list[T]
     queued_at: float
 
 
@@ -83,6 +95,7 @@ class Pipeline(Generic[T]):
         self._items: deque[_Item[T]] = deque()
         self._direct: deque[tuple[list[Reading], asyncio.Future[WriteResult]]] = deque()
         self._rows = 0
+        self._queued = 0
         self._writing = 0
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
@@ -97,33 +110,38 @@ class Pipeline(Generic[T]):
     @property
     def pending(self) -> int:
         """Messages (and HTTP writes) submitted and not yet committed."""
-        return len(self._items) + self._writing + len(self._direct)
+        return self._queued + self._writing + len(self._direct)
 
-    def submit(self, topic: str, payload: bytes, token: T) -> None:
-        """Parse one message and queue it; never raises for bad input."""
-        if self._closing:
+    def submit(self, messages: Sequence[T]) -> None:
+        """Parse messages read together and queue them; never raises for bad input."""
+        if self._closing or not messages:
             return
         now = datetime.now(UTC)
         m = self._metrics
-        m.mqtt_messages_received.value += 1
-        result = parse_message(
-            payload,
-            received_at=now,
-            max_future_skew_s=self._skew,
-            max_payload_bytes=self._max_payload,
-        )
+        m.mqtt_messages_received.value += len(messages)
+        readings: list[Reading] = []
         dead: list[DeadLetter] = []
-        for rej in result.rejections:
-            m.readings_rejected.labels(reason=rej.code).inc()
-            raw = rej.raw if rej.raw is not None else payload[: self._max_payload]
-            dead.append(DeadLetter(now, topic, raw, rej.reason))
+        skew = self._skew
+        limit = self._max_payload
+        for msg in messages:
+            payload = msg.payload
+            result = parse_message(
+                payload, received_at=now, max_future_skew_s=skew, max_payload_bytes=limit
+            )
+            readings.extend(result.readings)
+            for rej in result.rejections:
+                m.readings_rejected.labels(reason=rej.code).inc()
+                raw = rej.raw if rej.raw is not None else payload[:limit]
+                dead.append(DeadLetter(now, msg.topic, raw, rej.reason))
         was_empty = not self._items
-        self._items.append(_Item(result.readings, dead, token, time.monotonic()))
-        self._rows += len(result.readings) + len(dead)
-        if was_empty or self._rows >= self._limits.max_size:
+        self._items.append(_Item(readings, dead, list(messages), time.monotonic()))
+        self._queued += len(messages)
+        self._rows += len(readings) + len(dead)
+        limits = self._limits
+        if was_empty or self._rows >= limits.max_size:
             self._wakeup.set()
         if not self._paused and (
-            self.pending >= self._limits.max_pending or self._rows >= self._limits.max_pending_rows
+            self.pending >= limits.max_pending or self._rows >= limits.max_pending_rows
         ):
             self._paused = True
             self._on_pressure(True)
@@ -185,18 +203,19 @@ class Pipeline(Generic[T]):
             self._drained.set()
 
     async def _write_next_batch(self) -> None:
-        batch: list[_Item[T]] = []
+        tokens: list[T] = []
         readings: list[Reading] = []
         dead: list[DeadLetter] = []
         rows = 0
-        while self._items and (not batch or rows < self._limits.max_size):
+        while self._items and (not tokens or rows < self._limits.max_size):
             item = self._items.popleft()
-            batch.append(item)
+            tokens.extend(item.tokens)
             readings.extend(item.readings)
             dead.extend(item.dead_letters)
             rows += len(item.readings) + len(item.dead_letters)
         self._rows -= rows
-        self._writing = len(batch)
+        self._queued -= len(tokens)
+        self._writing = len(tokens)
         try:
             result = await self._write_with_retry(readings, dead)
         except _AbandonedError:
@@ -205,7 +224,7 @@ class Pipeline(Generic[T]):
             self._writing = 0
         self.committed_batches += 1
         self._record(result, readings, rows, len(dead))
-        self._on_committed([item.token for item in batch])
+        self._on_committed(tokens)
         limits = self._limits
         if (
             self._paused

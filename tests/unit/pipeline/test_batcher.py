@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -43,8 +44,19 @@ class FakeStorage:
         return WriteResult(len(new), len(readings) - len(new), len(dead_letters))
 
 
+@dataclass
+class Msg:
+    topic: str
+    payload: bytes
+    n: int
+
+
 def _msg(i: int) -> bytes:
     return b'{"device_id":"d","sensor_type":"t","value":%d,"timestamp":%d}' % (i, 1_700_000_000 + i)
+
+
+def _submit(h: Harness, payload: bytes, n: int) -> None:
+    h.pipeline.submit([Msg("iot/data", payload, n)])
 
 
 class Harness:
@@ -53,11 +65,11 @@ class Harness:
         self.metrics = Metrics(self.registry, process_metrics=False)
         self.acked: list[int] = []
         self.pressure: list[bool] = []
-        self.pipeline: Pipeline[int] = Pipeline(
+        self.pipeline: Pipeline[Msg] = Pipeline(
             storage,  # type: ignore[arg-type]
             self.metrics,
             logging.getLogger("test"),
-            on_committed=self.acked.extend,
+            on_committed=lambda msgs: self.acked.extend(m.n for m in msgs),
             on_pressure=self.pressure.append,
             limits=limits,
             max_payload_bytes=65536,
@@ -74,7 +86,7 @@ async def test_flushes_by_size_and_acks_in_order() -> None:
     h = Harness(storage, BatchLimits(max_size=10, max_delay_s=60))
     task = asyncio.create_task(h.pipeline.run())
     for i in range(25):
-        h.pipeline.submit("iot/data", _msg(i), i)
+        _submit(h, _msg(i), i)
     await asyncio.sleep(0.05)
     assert storage.batches == [(10, 0), (10, 0)]
     assert h.acked == list(range(20))
@@ -87,7 +99,7 @@ async def test_flushes_by_age() -> None:
     storage = FakeStorage()
     h = Harness(storage, BatchLimits(max_size=1000, max_delay_s=0.02))
     task = asyncio.create_task(h.pipeline.run())
-    h.pipeline.submit("iot/data", _msg(1), 1)
+    _submit(h, _msg(1), 1)
     await asyncio.sleep(0.1)
     assert h.acked == [1]
     await h.pipeline.close(1)
@@ -99,7 +111,7 @@ async def test_no_ack_before_commit_and_retry_transient_errors() -> None:
     h = Harness(storage, BatchLimits(max_size=5, max_delay_s=0.01, retry_min_s=0.01))
     task = asyncio.create_task(h.pipeline.run())
     for i in range(5):
-        h.pipeline.submit("iot/data", _msg(i), i)
+        _submit(h, _msg(i), i)
     await asyncio.sleep(0.005)
     assert h.acked == []
     assert await h.pipeline.close(5)
@@ -113,9 +125,9 @@ async def test_bad_messages_become_dead_letters_and_are_acked() -> None:
     storage = FakeStorage()
     h = Harness(storage, BatchLimits(max_size=100, max_delay_s=0.01))
     task = asyncio.create_task(h.pipeline.run())
-    h.pipeline.submit("iot/data", b"{oops", 1)
-    h.pipeline.submit("iot/data", b'[{"device_id":"d","sensor_type":"t","value":"x"}]', 2)
-    h.pipeline.submit("iot/data", _msg(3), 3)
+    _submit(h, b"{oops", 1)
+    _submit(h, b'[{"device_id":"d","sensor_type":"t","value":"x"}]', 2)
+    _submit(h, _msg(3), 3)
     assert await h.pipeline.close(1)
     assert storage.batches == [(1, 2)]
     assert h.acked == [1, 2, 3]
@@ -125,12 +137,26 @@ async def test_bad_messages_become_dead_letters_and_are_acked() -> None:
     await task
 
 
+async def test_a_chunk_of_messages_is_one_queue_item_and_acked_together() -> None:
+    storage = FakeStorage()
+    h = Harness(storage, BatchLimits(max_size=3, max_delay_s=60))
+    task = asyncio.create_task(h.pipeline.run())
+    h.pipeline.submit([Msg("iot/data", _msg(i), i) for i in range(5)])
+    assert h.pipeline.pending == 5
+    await asyncio.sleep(0.05)
+    assert storage.batches == [(5, 0)]
+    assert h.acked == [0, 1, 2, 3, 4]
+    assert h.value("iotcollector_mqtt_messages_received_total") == 5
+    assert await h.pipeline.close(1)
+    await task
+
+
 async def test_redelivery_counts_duplicates() -> None:
     storage = FakeStorage()
     h = Harness(storage, BatchLimits(max_size=100, max_delay_s=0.01))
     task = asyncio.create_task(h.pipeline.run())
-    h.pipeline.submit("iot/data", _msg(1), 1)
-    h.pipeline.submit("iot/data", _msg(1), 2)
+    _submit(h, _msg(1), 1)
+    _submit(h, _msg(1), 2)
     assert await h.pipeline.close(1)
     assert h.value("iotcollector_readings_stored_total") == 1
     assert h.value("iotcollector_readings_duplicate_total") == 1
@@ -143,7 +169,7 @@ async def test_backpressure_pauses_then_resumes_at_half() -> None:
     h = Harness(storage, BatchLimits(max_size=4, max_delay_s=0.001, max_pending=8))
     task = asyncio.create_task(h.pipeline.run())
     for i in range(8):
-        h.pipeline.submit("iot/data", _msg(i), i)
+        _submit(h, _msg(i), i)
     assert h.pressure == [True]
     assert h.value("iotcollector_pipeline_queue_depth") == 8
     storage.gate.set()
@@ -156,7 +182,7 @@ async def test_close_gives_up_at_the_deadline_without_acking() -> None:
     storage = FakeStorage(failures=10**6)
     h = Harness(storage, BatchLimits(max_size=5, max_delay_s=0.001, retry_min_s=0.01))
     task = asyncio.create_task(h.pipeline.run())
-    h.pipeline.submit("iot/data", _msg(1), 1)
+    _submit(h, _msg(1), 1)
     assert not await h.pipeline.close(0.2)
     await asyncio.wait_for(task, 2)
     assert h.acked == []
