@@ -29,8 +29,7 @@ def free_port() -> int:
 # messages for a subscriber that falls behind, which is exactly what a collector restarting
 # or waiting for its database does.
 CONFIG = """\
-listener {port} 127.0.0.1
-allow_anonymous true
+{head}
 persistence {persistence}
 persistence_location {data}/
 autosave_interval 30
@@ -41,22 +40,33 @@ log_dest file {data}/mosquitto.log
 log_type error
 log_type warning
 log_type notice
-{extra}
+{listeners}
 """
+
+ANONYMOUS_LISTENER = "listener {port} 127.0.0.1\nallow_anonymous true\n"
 
 
 class MosquittoServer:
-    def __init__(self, *, persistence: bool = True, extra_config: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        persistence: bool = True,
+        listeners: str = ANONYMOUS_LISTENER,
+        per_listener_settings: bool = False,
+    ) -> None:
+        """``listeners`` is the listener section; ``{port}`` and ``{dir}`` are filled in."""
         self.dir = Path(tempfile.mkdtemp(prefix="iot-mosquitto-"))
         self.port = free_port()
         self.conf = self.dir / "mosquitto.conf"
-        user = "user root\n" if os.geteuid() == 0 else ""
+        head = "per_listener_settings true\n" if per_listener_settings else ""
+        if os.geteuid() == 0:
+            head += "user root\n"
         self.conf.write_text(
             CONFIG.format(
-                port=self.port,
+                head=head,
                 persistence="true" if persistence else "false",
                 data=self.dir,
-                extra=user + extra_config,
+                listeners=listeners.format(port=self.port, dir=self.dir),
             )
         )
         self.proc: subprocess.Popen[bytes] | None = None
