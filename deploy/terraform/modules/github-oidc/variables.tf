@@ -1,0 +1,42 @@
+variable "name" {
+  type        = string
+  description = "Name prefix of the roles."
+}
+
+variable "github_repository" {
+  type        = string
+  description = "owner/name of the GitHub repository whose workflows may assume the roles."
+}
+
+variable "ecr_repository_arn" {
+  type        = string
+  description = "Repository the deploy role may push to."
+}
+
+variable "eks_cluster_name" {
+  type        = string
+  description = "Cluster the deploy role may deploy to."
+}
+
+variable "deploy_namespace" {
+  type        = string
+  description = "Kubernetes namespace the deploy role administers."
+  default     = "iot"
+}
+
+variable "state_bucket_arn" {
+  type        = string
+  description = "ARN of the Terraform state bucket, which the plan role reads."
+}
+
+variable "create_oidc_provider" {
+  type        = bool
+  description = "Create the account's GitHub OIDC provider (false if it exists already)."
+  default     = true
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags added to every resource."
+  default     = {}
+}
