@@ -325,7 +325,8 @@ def test_config_scrapes_collector_and_loads_all_rules(config: str) -> None:
     jobs = {scrape["job_name"]: scrape for scrape in document["scrape_configs"]}
     assert jobs[JOB]["metrics_path"] == "/metrics"
     if config == "prometheus.yml":
-        assert jobs[JOB]["static_configs"] == [{"targets": ["collector-1:3000", "collector-2:3000"]}]
+        replicas = ["collector-1:3000", "collector-2:3000"]
+        assert jobs[JOB]["static_configs"] == [{"targets": replicas}]
 
 
 def test_kubernetes_config_discovers_collector_pods() -> None:
