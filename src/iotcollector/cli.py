@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from iotcollector import __version__
-from iotcollector.config import Settings, load_settings
+from iotcollector.config import ApiAuth, Settings, load_settings
 from iotcollector.errors import ConfigError, StorageError
 from iotcollector.logs import configure_logging
 
@@ -72,6 +72,9 @@ async def _up(settings: Settings) -> int:
             )
             return 1
         settings = settings.model_copy(update={"mqtt_url": broker.url, "mqtt_protocol": "3.1.1"})
+    if "api_auth" not in settings.model_fields_set and not settings.api_key_values:
+        # Zero set-up on one machine: without keys, /api/* is open (on 127.0.0.1 by default).
+        settings = settings.model_copy(update={"api_auth": ApiAuth.DISABLED})
     service = Service(settings, log)
     base = f"http://{settings.api_host}:{settings.api_port}"
     print(  # noqa: T201 - the banner is for the person who ran the command

@@ -14,6 +14,9 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from iotcollector.api.app import create_app
+from iotcollector.api.auth import ApiKeys
+from iotcollector.api.context import ApiContext
+from iotcollector.config import ApiAuth
 from iotcollector.errors import StorageError
 from iotcollector.ingest import codec
 from iotcollector.ingest.subscriber import Delivery, MqttSubscriber
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from iotcollector.config import Settings
-    from iotcollector.storage.base import Storage
+    from iotcollector.storage.base import Database
 
 _PING_INTERVAL_S = 2.0
 
@@ -74,7 +77,7 @@ class Service:
         self._log = logger
         self._registry = CollectorRegistry()
         self.metrics = Metrics(self._registry)
-        self._storage: Storage = open_storage(settings.database_url.get_secret_value())
+        self._storage: Database = open_storage(settings.database_url.get_secret_value())
         self._storage_ready = False
         self._database_ok = False
         self._stop = asyncio.Event()
@@ -137,11 +140,40 @@ class Service:
 
     async def run(self) -> int:
         s = self._settings
+        keys = ApiKeys(s.api_key_values)
+        if not keys and s.api_auth is ApiAuth.ENABLED:
+            self._log.error(
+                "refusing to start: no API keys. Set IOT_API_KEYS (comma-separated) or "
+                "IOT_API_KEYS_FILE, or set IOT_API_AUTH=disabled to serve /api/* without "
+                "authentication"
+            )
+            return 2
+        if not keys:
+            self._log.warning(
+                "IOT_API_AUTH=disabled: /api/* is served WITHOUT authentication to anyone who "
+                "can reach %s:%d",
+                s.api_host,
+                s.api_port,
+            )
+        elif s.api_auth is ApiAuth.DISABLED:
+            self._log.warning("IOT_API_AUTH=disabled is ignored: API keys are set and enforced")
         _tune_gc()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        app = create_app(readiness=self, metrics=self.metrics)
+        app = create_app(
+            readiness=self,
+            metrics=self.metrics,
+            api=ApiContext(
+                queries=self._storage,
+                writer=self._pipeline,
+                keys=keys,
+                logger=self._log.getChild("api"),
+                device_offline_after_s=s.device_offline_after_s,
+                max_body_bytes=s.max_body_bytes,
+                max_future_skew_s=s.max_future_skew_s,
+            ),
+        )
         server = _QuietServer(
             uvicorn.Config(
                 app,

@@ -1,23 +1,37 @@
-"""The HTTP application: health, readiness, metrics; the API routes are added here."""
+"""The HTTP application: health, readiness, metrics, and the ``/api`` routes."""
 
 from __future__ import annotations
 
 import time
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from iotcollector import __version__
+from iotcollector.api.auth import bearer_guard
+from iotcollector.api.errors import ApiError
+from iotcollector.api.responses import error_body, json_response
+from iotcollector.api.routes.data import data_router
+from iotcollector.api.routes.devices import devices_router
+from iotcollector.api.schemas import UNAUTHORIZED, Health
+from iotcollector.errors import StorageError, TransientStorageError
 
 if TYPE_CHECKING:
+    import logging
+
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+    from iotcollector.api.context import ApiContext
     from iotcollector.metrics import Metrics
+
+__all__ = ["HttpMetricsMiddleware", "Readiness", "create_app", "error_body"]
 
 
 class Readiness(Protocol):
@@ -26,8 +40,9 @@ class Readiness(Protocol):
     def readiness(self) -> dict[str, bool]: ...
 
 
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details}}
+class ReadinessReport(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, bool]
 
 
 class HttpMetricsMiddleware:
@@ -63,39 +78,34 @@ class HttpMetricsMiddleware:
             )
 
 
-def create_app(*, readiness: Readiness, metrics: Metrics) -> FastAPI:
-    """Build the ASGI app; collaborators are passed in, nothing is global."""
-    app = FastAPI(
-        title="iot-collector",
-        version=__version__,
-        description="IoT sensor readings collected over MQTT and HTTP, stored without loss.",
-    )
+_DESCRIPTION = """IoT sensor readings collected over MQTT and HTTP, stored without loss.
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
-        return JSONResponse(
-            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
-        )
+Every `/api/*` route takes `Authorization: Bearer <key>` when keys are configured
+(`IOT_API_KEYS`, `IOT_API_KEYS_FILE`); `/healthz`, `/readyz`, `/metrics` and these docs are
+open. Every 4xx and 5xx answer has one shape:
+`{"error": {"code": "...", "message": "...", "details": [...] | null}}`.
+Times are returned in UTC as RFC 3339 with `Z`.
+"""
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [
-            {"loc": list(e.get("loc", ())), "message": e.get("msg", "")} for e in exc.errors()
-        ]
-        return JSONResponse(
-            error_body("invalid_request", "the request is not valid", details), status_code=422
-        )
 
-    @app.get("/healthz", tags=["health"], summary="The process is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+def create_app(*, readiness: Readiness, metrics: Metrics, api: ApiContext | None = None) -> FastAPI:
+    """Build the ASGI app; collaborators are passed in, nothing is global.
+
+    Without ``api`` only the health, readiness and metrics endpoints exist.
+    """
+    app = FastAPI(title="iot-collector", version=__version__, description=_DESCRIPTION)
+    _add_error_handlers(app, api.logger if api is not None else None)
+
+    @app.get("/healthz", tags=["health"], summary="The process is alive", response_model=Health)
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
 
     @app.get(
         "/readyz",
         tags=["health"],
         summary="Ready: database reachable and MQTT subscribed",
-        responses={503: {"description": "A dependency is not ready"}},
+        response_model=ReadinessReport,
+        responses={503: {"model": ReadinessReport, "description": "A dependency is not ready"}},
     )
     async def readyz() -> JSONResponse:
         checks = readiness.readiness()
@@ -105,9 +115,114 @@ def create_app(*, readiness: Readiness, metrics: Metrics) -> FastAPI:
             status_code=200 if ok else 503,
         )
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    if api is not None:
+        dependencies: list[Any] = [Depends(_reject_unknown_query_parameters)]
+        responses: dict[int | str, dict[str, Any]] = {}
+        if api.keys:
+            dependencies.insert(0, Depends(bearer_guard(api.keys)))
+            responses = {401: UNAUTHORIZED}
+
+        @app.get(
+            "/api/health",
+            tags=["health"],
+            summary="The process is alive (alias of /healthz)",
+            response_model=Health,
+            dependencies=dependencies,
+            responses=responses,
+        )
+        async def api_health() -> Response:
+            return json_response({"status": "ok"})
+
+        for router in (data_router(api), devices_router(api)):
+            app.include_router(router, dependencies=dependencies, responses=responses)
+
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     return app
+
+
+async def _reject_unknown_query_parameters(request: Request) -> None:
+    """A misspelt filter (``?devce_id=``) must not silently return everything: 422."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_names(route)
+    unknown = [name for name in request.query_params if name not in known]
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", name[:50]),
+                    "msg": f"unknown query parameter; expected one of: {', '.join(sorted(known))}"
+                    if known
+                    else "this route takes no query parameters",
+                    "type": "value_error",
+                }
+                for name in dict.fromkeys(unknown)
+            ]
+        )
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    names: set[str] = set()
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        names.update(p.alias for p in dependant.query_params)
+        pending.extend(dependant.dependencies)
+    return frozenset(names)
+
+
+def _add_error_handlers(app: FastAPI, logger: logging.Logger | None) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+        return json_response(
+            error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
+        details = [
+            {"loc": list(e.get("loc", ())), "message": e.get("msg", "")} for e in exc.errors()
+        ]
+        return json_response(
+            error_body("invalid_request", "the request is not valid", details), 422
+        )
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> Response:
+        return json_response(
+            error_body(exc.code, exc.message, exc.details), exc.status, headers=exc.headers
+        )
+
+    @app.exception_handler(StorageError)
+    async def _storage_error(request: Request, exc: StorageError) -> Response:
+        if isinstance(exc, TransientStorageError):
+            if logger is not None:
+                logger.warning(
+                    "%s %s: database unavailable: %s", request.method, request.url.path, exc
+                )
+            return json_response(
+                error_body("database_unavailable", "the database is not available, retry later"),
+                503,
+                headers={"Retry-After": "5"},
+            )
+        if logger is not None:
+            logger.error("%s %s: database error: %s", request.method, request.url.path, exc)
+        return json_response(error_body("database_error", "the database refused the query"), 500)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        if logger is not None:
+            logger.error("%s %s: unexpected error", request.method, request.url.path, exc_info=exc)
+        return json_response(error_body("internal_error", "unexpected error"), 500)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import datetime, timedelta
 
     from iotcollector.domain.reading import DeadLetter, Reading
 
@@ -52,3 +53,102 @@ class Storage(Protocol):
         A row the database refuses permanently is isolated into ``iot_rejected`` with its
         reason so the rest of the batch lands.
         """
+
+
+# -- reading back -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    """One row of ``iot_data`` as the API returns it."""
+
+    id: int
+    device_id: str
+    sensor_type: str
+    value: float
+    unit: str
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingFilter:
+    """Which readings: every set field must match; ``start`` inclusive, ``end`` exclusive."""
+
+    device_id: str | None = None
+    sensor_type: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A keyset position in newest-first order: the next page holds rows strictly after it,
+    i.e. with ``(timestamp, id)`` smaller than these."""
+
+    timestamp: datetime
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Aggregate of one time bucket ``[start, start + width)`` that holds at least one row."""
+
+    start: datetime
+    count: int
+    min: float
+    max: float
+    avg: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """A device of the registry; ``sensor_types`` sorted, from the readings stored."""
+
+    device_id: str
+    first_seen: datetime
+    last_seen: datetime
+    sensor_types: tuple[str, ...]
+
+
+class ReadingQueries(Protocol):
+    """Read access for the HTTP API. Reads never wait for the writer.
+
+    Every method raises ``TransientStorageError`` while the database is unreachable or not yet
+    migrated, and ``PermanentStorageError`` for a query the database refuses.
+    """
+
+    async def read_readings(
+        self, where: ReadingFilter, *, before: Position | None, limit: int
+    ) -> list[StoredReading]:
+        """Up to ``limit`` readings, newest first (``timestamp`` then ``id``, descending),
+        strictly after ``before`` in that order."""
+
+    async def aggregate(
+        self,
+        *,
+        sensor_type: str,
+        device_id: str | None,
+        start: datetime,
+        end: datetime,
+        bucket: timedelta,
+    ) -> list[Bucket]:
+        """Count, min, max, avg per bucket of width ``bucket`` (aligned to the Unix epoch) over
+        ``[start, end)``, oldest bucket first; buckets without rows are absent."""
+
+    async def list_devices(
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        seen_since: datetime | None = None,
+        seen_before: datetime | None = None,
+    ) -> list[DeviceRecord]:
+        """Up to ``limit`` devices ordered by id, ids greater than ``after``; optionally only
+        those last seen at or after ``seen_since`` / before ``seen_before``."""
+
+    async def get_device(self, device_id: str) -> DeviceRecord | None:
+        """The device, or ``None`` if it never sent a reading."""
+
+
+class Database(Storage, ReadingQueries, Protocol):
+    """What a backend implements: the writer's interface and the API's read queries."""

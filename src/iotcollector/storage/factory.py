@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 from iotcollector.errors import ConfigError
 
 if TYPE_CHECKING:
-    from iotcollector.storage.base import Storage
+    from iotcollector.storage.base import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ def parse_database_url(url: str) -> SqliteTarget | PostgresTarget:
     )
 
 
-def open_storage(url: str) -> Storage:
+def open_storage(url: str) -> Database:
     """The backend for ``url``, not yet connected: call ``await storage.open()``."""
     target = parse_database_url(url)
     if isinstance(target, SqliteTarget):

@@ -18,6 +18,7 @@ Devices registry: ``first_seen`` / ``last_seen`` are the collector's storage tim
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,7 +27,7 @@ import psycopg
 from psycopg import AsyncConnection
 
 from iotcollector.errors import PermanentStorageError, StorageError, TransientStorageError
-from iotcollector.storage.base import WriteResult
+from iotcollector.storage.base import Bucket, DeviceRecord, StoredReading, WriteResult
 from iotcollector.storage.migrations import migrate_postgres
 from iotcollector.storage.records import (
     clean_text,
@@ -36,9 +37,11 @@ from iotcollector.storage.records import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+    from datetime import timedelta
 
     from iotcollector.domain.reading import DeadLetter, Reading
+    from iotcollector.storage.base import Position, ReadingFilter
 
 InsertMethod = Literal["copy", "unnest", "executemany"]
 
@@ -158,13 +161,15 @@ def translate_error(exc: BaseException, doing: str) -> StorageError:
 class PostgresStorage:
     """The :class:`~iotcollector.storage.base.Storage` on PostgreSQL."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only tuning knobs of one backend
         self,
         url: str,
         *,
         connect_timeout_s: float = 5.0,
         operation_timeout_s: float = 30.0,
         insert_method: InsertMethod = "copy",
+        read_pool_size: int = 4,
+        read_timeout_s: float = 30.0,
     ) -> None:
         self._url = url
         self._connect_timeout_s = connect_timeout_s
@@ -174,6 +179,10 @@ class PostgresStorage:
         self._pinger: AsyncConnection[Any] | None = None
         self._writer_lock = asyncio.Lock()
         self._ping_lock = asyncio.Lock()
+        # The API's reads use their own small pool: they never queue behind the writer.
+        self._read_timeout_s = read_timeout_s
+        self._readers = _ReadPool(self._connect_reader, read_pool_size)
+        self._migrated = False
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -186,12 +195,15 @@ class PostgresStorage:
             await self._drop_writer()
         async with self._ping_lock:
             await self._drop_pinger()
+        await self._readers.close()
 
     async def migrate(self) -> list[str]:
         async with self._writer_lock:
             conn = await self._writer_connection()
             try:
-                return await migrate_postgres(conn)
+                applied = await migrate_postgres(conn)
+                self._migrated = True
+                return applied  # noqa: TRY300 - the except clauses translate errors only
             except StorageError:
                 raise
             except Exception as exc:
@@ -344,7 +356,109 @@ class PostgresStorage:
         ]
         await conn.execute(_INSERT_REJECTED, (received, topics, payloads, reasons))
 
+    # -- reading (the HTTP API) -------------------------------------------------------------
+
+    async def read_readings(
+        self, where: ReadingFilter, *, before: Position | None, limit: int
+    ) -> list[StoredReading]:
+        sql, params = readings_query(where, before, limit)
+        async with self._reading("read") as conn:
+            cur = await conn.execute(sql, params)
+            return [StoredReading(*row) for row in await cur.fetchall()]
+
+    async def aggregate(
+        self,
+        *,
+        sensor_type: str,
+        device_id: str | None,
+        start: datetime,
+        end: datetime,
+        bucket: timedelta,
+    ) -> list[Bucket]:
+        device = "AND device_id = %(device_id)s" if device_id is not None else ""
+        sql = _AGGREGATE.format(device=device)
+        params = {
+            "bucket": bucket,
+            "sensor_type": sensor_type,
+            "device_id": device_id,
+            "start": start,
+            "end": end,
+        }
+        async with self._reading("aggregate") as conn:
+            cur = await conn.execute(sql, params)
+            return [Bucket(*row) for row in await cur.fetchall()]
+
+    async def list_devices(
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        seen_since: datetime | None = None,
+        seen_before: datetime | None = None,
+    ) -> list[DeviceRecord]:
+        conditions = ["TRUE"]
+        params: list[Any] = []
+        for condition, value in (
+            ("device_id > %s", after),
+            ("last_seen >= %s", seen_since),
+            ("last_seen < %s", seen_before),
+        ):
+            if value is not None:
+                conditions.append(condition)
+                params.append(value)
+        sql = (
+            "SELECT device_id, first_seen, last_seen FROM devices "
+            f"WHERE {' AND '.join(conditions)} ORDER BY device_id LIMIT %s"
+        )
+        async with self._reading("device list") as conn:
+            cur = await conn.execute(sql, [*params, limit])
+            rows = await cur.fetchall()
+            types = await _sensor_types(conn, [row[0] for row in rows])
+        return [DeviceRecord(d, first, last, types.get(d, ())) for d, first, last in rows]
+
+    async def get_device(self, device_id: str) -> DeviceRecord | None:
+        async with self._reading("device") as conn:
+            cur = await conn.execute(
+                "SELECT device_id, first_seen, last_seen FROM devices WHERE device_id = %s",
+                (device_id,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            types = await _sensor_types(conn, [device_id])
+        return DeviceRecord(row[0], row[1], row[2], types.get(device_id, ()))
+
+    @contextlib.asynccontextmanager
+    async def _reading(self, doing: str) -> AsyncIterator[AsyncConnection[Any]]:
+        """A pooled read connection, errors translated, bounded by the read timeout."""
+        if not self._migrated:
+            raise TransientStorageError("postgresql: the database is not connected and migrated")
+        try:
+            async with asyncio.timeout(self._read_timeout_s), self._readers.connection() as conn:
+                yield conn
+        except StorageError:
+            raise
+        except TimeoutError as exc:
+            raise TransientStorageError(f"postgresql {doing} timed out") from exc
+        except Exception as exc:
+            raise translate_error(exc, doing) from exc
+
     # -- connections ------------------------------------------------------------------------
+
+    async def _connect_reader(self) -> AsyncConnection[Any]:
+        conn = await self._connect()
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                await conn.execute(
+                    "SELECT set_config('statement_timeout', %s, false), "
+                    "set_config('default_transaction_read_only', 'on', false), "
+                    "set_config('TimeZone', 'UTC', false)",
+                    (f"{int(self._read_timeout_s * 1000)}ms",),
+                )
+        except Exception as exc:
+            await _close_quietly(conn)
+            raise translate_error(exc, "connect") from exc
+        return conn
 
     async def _connect(self) -> AsyncConnection[Any]:
         try:
@@ -398,3 +512,113 @@ async def _close_quietly(conn: AsyncConnection[Any] | None) -> None:
             await conn.close()
     except Exception:  # noqa: S110 - the connection is being discarded anyway
         pass
+
+
+# -- reading (the HTTP API) -------------------------------------------------------------------
+
+_READ_COLUMNS = 'id, device_id, sensor_type, value, unit, "timestamp"'
+
+_AGGREGATE = """
+SELECT date_bin(%(bucket)s, "timestamp", TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket_start,
+       count(*), min(value), max(value), avg(value)
+FROM iot_data
+WHERE sensor_type = %(sensor_type)s {device}
+  AND "timestamp" >= %(start)s AND "timestamp" < %(end)s
+GROUP BY bucket_start
+ORDER BY bucket_start
+"""
+
+# Distinct sensor types per device without reading every row: a loose index scan (one probe
+# of the unique index (device_id, sensor_type, timestamp) per type found, plus one per device).
+_SENSOR_TYPES = """
+WITH RECURSIVE t(device_id, sensor_type) AS (
+    SELECT d.id, (SELECT min(sensor_type) FROM iot_data WHERE device_id = d.id)
+    FROM unnest(%s::text[]) AS d(id)
+  UNION ALL
+    SELECT t.device_id,
+           (SELECT min(sensor_type) FROM iot_data
+            WHERE device_id = t.device_id AND sensor_type > t.sensor_type)
+    FROM t WHERE t.sensor_type IS NOT NULL
+)
+SELECT device_id, sensor_type FROM t WHERE sensor_type IS NOT NULL ORDER BY 1, 2
+"""
+
+
+def readings_query(
+    where: ReadingFilter, before: Position | None, limit: int
+) -> tuple[str, list[Any]]:
+    """The newest-first keyset query for ``where`` (docs/api.md shows its plans).
+
+    With both ``device_id`` and ``sensor_type`` the timestamp is unique (the unique key), so
+    ordering and the keyset need the timestamp only and the unique index serves it exactly;
+    otherwise ``id`` breaks ties between readings of the same instant.
+    """
+    conditions: list[str] = []
+    params: list[Any] = []
+    if where.device_id is not None:
+        conditions.append("device_id = %s")
+        params.append(where.device_id)
+    if where.sensor_type is not None:
+        conditions.append("sensor_type = %s")
+        params.append(where.sensor_type)
+    if where.start is not None:
+        conditions.append('"timestamp" >= %s')
+        params.append(where.start)
+    unique_time = where.device_id is not None and where.sensor_type is not None
+    end = where.end
+    if unique_time and before is not None:
+        # One upper bound rather than two: the planner estimates a single range well.
+        end = before.timestamp if end is None else min(end, before.timestamp)
+    if end is not None:
+        conditions.append('"timestamp" < %s')
+        params.append(end)
+    if before is not None and not unique_time:
+        conditions.append('"timestamp" <= %s AND ("timestamp" < %s OR id < %s)')
+        params += [before.timestamp, before.timestamp, before.id]
+    order = '"timestamp" DESC' if unique_time else '"timestamp" DESC, id DESC'
+    condition = " AND ".join(conditions) or "TRUE"
+    sql = f"SELECT {_READ_COLUMNS} FROM iot_data WHERE {condition} ORDER BY {order} LIMIT %s"
+    return sql, [*params, limit]
+
+
+async def _sensor_types(
+    conn: AsyncConnection[Any], device_ids: list[str]
+) -> dict[str, tuple[str, ...]]:
+    if not device_ids:
+        return {}
+    cur = await conn.execute(_SENSOR_TYPES, (device_ids,))
+    found: dict[str, list[str]] = {}
+    for device_id, sensor_type in await cur.fetchall():
+        found.setdefault(device_id, []).append(sensor_type)
+    return {d: tuple(types) for d, types in found.items()}
+
+
+class _ReadPool:
+    """At most ``size`` read connections, made on demand, kept while healthy."""
+
+    def __init__(self, connect: Callable[[], Awaitable[AsyncConnection[Any]]], size: int) -> None:
+        self._connect = connect
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[AsyncConnection[Any]] = []
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        async with self._slots:
+            conn = self._idle.pop() if self._idle else None
+            if conn is None or conn.closed:
+                conn = await self._connect()
+            healthy = False
+            try:
+                yield conn
+                healthy = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            finally:
+                if healthy:
+                    self._idle.append(conn)
+                else:
+                    # Failed or cancelled mid-query: its state is unknown, make a new one.
+                    await _close_quietly(conn)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await _close_quietly(conn)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import queue
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from iotcollector.errors import PermanentStorageError, StorageError, TransientStorageError
-from iotcollector.storage.base import WriteResult
+from iotcollector.storage.base import Bucket, DeviceRecord, StoredReading, WriteResult
 from iotcollector.storage.migrations import migrate_sqlite
 from iotcollector.storage.records import (
     clean_text,
@@ -32,8 +33,10 @@ from iotcollector.storage.records import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from datetime import timedelta
 
     from iotcollector.domain.reading import DeadLetter, Reading
+    from iotcollector.storage.base import Position, ReadingFilter
 
 __all__ = ["SqliteStorage", "from_epoch_us", "is_transient_sqlite_error", "to_epoch_us"]
 
@@ -108,6 +111,7 @@ class SqliteStorage:
         busy_timeout_ms: int = 5000,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         ping_timeout_s: float = 5.0,
+        readers: int = 2,
     ) -> None:
         if path in {"", ":memory:"} or path.startswith("file::memory:"):
             raise ValueError("an in-memory SQLite database cannot be used: give a file path")
@@ -117,6 +121,12 @@ class SqliteStorage:
         self._ping_timeout_s = ping_timeout_s
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None  # touched only on the worker thread
+        # The API's reads: their own threads and connections (WAL readers never block the
+        # writer nor wait for it); a connection is used by one thread at a time.
+        self._readers = readers
+        self._read_executor: ThreadPoolExecutor | None = None
+        self._read_conns: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._migrated = False
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -164,6 +174,11 @@ class SqliteStorage:
         await self._run("open", self._connection)
 
     async def close(self) -> None:
+        readers, self._read_executor = self._read_executor, None
+        if readers is not None:
+            await asyncio.get_running_loop().run_in_executor(None, readers.shutdown)
+        while not self._read_conns.empty():
+            self._read_conns.get_nowait().close()
         executor = self._executor
         if executor is None:
             return
@@ -174,7 +189,9 @@ class SqliteStorage:
             executor.shutdown(wait=True)
 
     async def migrate(self) -> list[str]:
-        return await self._run("migration", lambda: migrate_sqlite(self._connection()))
+        applied = await self._run("migration", lambda: migrate_sqlite(self._connection()))
+        self._migrated = True
+        return applied
 
     async def ping(self) -> None:
         def probe() -> None:
@@ -187,6 +204,131 @@ class SqliteStorage:
             raise TransientStorageError("sqlite ping timed out") from exc
         except PermanentStorageError as exc:
             raise TransientStorageError(str(exc)) from exc
+
+    # -- reading (the HTTP API) -------------------------------------------------------------
+
+    async def read_readings(
+        self, where: ReadingFilter, *, before: Position | None, limit: int
+    ) -> list[StoredReading]:
+        sql, params = _readings_query(where, before, limit)
+
+        def run(conn: sqlite3.Connection) -> list[StoredReading]:
+            return [
+                StoredReading(i, d, s, v, u, from_epoch_us(t))
+                for i, d, s, v, u, t in conn.execute(sql, params)
+            ]
+
+        return await self._read("read", run)
+
+    async def aggregate(
+        self,
+        *,
+        sensor_type: str,
+        device_id: str | None,
+        start: datetime,
+        end: datetime,
+        bucket: timedelta,
+    ) -> list[Bucket]:
+        width = bucket.days * 86_400_000_000 + bucket.seconds * 1_000_000 + bucket.microseconds
+        device = "AND device_id = :device_id" if device_id is not None else ""
+        sql = _AGGREGATE.format(device=device)
+        params = {
+            "width": width,
+            "sensor_type": sensor_type,
+            "device_id": device_id,
+            "start": to_epoch_us(start),
+            "end": to_epoch_us(end),
+        }
+
+        def run(conn: sqlite3.Connection) -> list[Bucket]:
+            return [
+                Bucket(from_epoch_us(b), n, float(lo), float(hi), float(mean))
+                for b, n, lo, hi, mean in conn.execute(sql, params)
+            ]
+
+        return await self._read("aggregate", run)
+
+    async def list_devices(
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        seen_since: datetime | None = None,
+        seen_before: datetime | None = None,
+    ) -> list[DeviceRecord]:
+        conditions = ["1"]
+        params: list[object] = []
+        for condition, value in (
+            ("device_id > ?", after),
+            ("last_seen >= ?", to_epoch_us(seen_since) if seen_since else None),
+            ("last_seen < ?", to_epoch_us(seen_before) if seen_before else None),
+        ):
+            if value is not None:
+                conditions.append(condition)
+                params.append(value)
+        sql = (
+            "SELECT device_id, first_seen, last_seen FROM devices "
+            f"WHERE {' AND '.join(conditions)} ORDER BY device_id LIMIT ?"
+        )
+
+        def run(conn: sqlite3.Connection) -> list[DeviceRecord]:
+            rows = conn.execute(sql, [*params, limit]).fetchall()
+            return [
+                DeviceRecord(d, from_epoch_us(f), from_epoch_us(la), _sensor_types(conn, d))
+                for d, f, la in rows
+            ]
+
+        return await self._read("device list", run)
+
+    async def get_device(self, device_id: str) -> DeviceRecord | None:
+        def run(conn: sqlite3.Connection) -> DeviceRecord | None:
+            row = conn.execute(
+                "SELECT first_seen, last_seen FROM devices WHERE device_id = ?", (device_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            return DeviceRecord(
+                device_id,
+                from_epoch_us(row[0]),
+                from_epoch_us(row[1]),
+                _sensor_types(conn, device_id),
+            )
+
+        return await self._read("device", run)
+
+    async def _read(self, doing: str, func: Callable[[sqlite3.Connection], _T]) -> _T:
+        if not self._migrated:
+            raise TransientStorageError("sqlite: the database is not opened and migrated yet")
+        if self._read_executor is None:
+            self._read_executor = ThreadPoolExecutor(
+                max_workers=self._readers, thread_name_prefix="iot-sqlite-read"
+            )
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._read_executor, functools.partial(self._read_sync, func)
+            )
+        except Exception as exc:
+            raise translate_sqlite_error(exc, doing) from exc
+
+    def _read_sync(self, func: Callable[[sqlite3.Connection], _T]) -> _T:
+        try:
+            conn = self._read_conns.get_nowait()
+        except queue.Empty:
+            conn = sqlite3.connect(
+                self._path,
+                timeout=self._busy_timeout_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,  # handed between reader threads, one at a time
+            )
+            conn.execute("PRAGMA query_only=ON")
+        try:
+            result = func(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._read_conns.put(conn)
+        return result
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -283,3 +425,64 @@ def _insert(conn: sqlite3.Connection, readings: Sequence[Reading], now_us: int) 
         ],
     )
     return conn.total_changes - before
+
+
+# -- reading (the HTTP API) -------------------------------------------------------------------
+
+_AGGREGATE = """
+SELECT (timestamp / :width) * :width AS bucket_start, count(*), min(value), max(value), avg(value)
+FROM iot_data
+WHERE sensor_type = :sensor_type {device} AND timestamp >= :start AND timestamp < :end
+GROUP BY bucket_start
+ORDER BY bucket_start
+"""
+
+
+def _readings_query(
+    where: ReadingFilter, before: Position | None, limit: int
+) -> tuple[str, list[object]]:
+    """The newest-first keyset query; the same rules as PostgreSQL's ``readings_query``."""
+    conditions: list[str] = []
+    params: list[object] = []
+    if where.device_id is not None:
+        conditions.append("device_id = ?")
+        params.append(where.device_id)
+    if where.sensor_type is not None:
+        conditions.append("sensor_type = ?")
+        params.append(where.sensor_type)
+    if where.start is not None:
+        conditions.append("timestamp >= ?")
+        params.append(to_epoch_us(where.start))
+    unique_time = where.device_id is not None and where.sensor_type is not None
+    end = where.end
+    if unique_time and before is not None:
+        end = before.timestamp if end is None else min(end, before.timestamp)
+    if end is not None:
+        conditions.append("timestamp < ?")
+        params.append(to_epoch_us(end))
+    if before is not None and not unique_time:
+        ts = to_epoch_us(before.timestamp)
+        conditions.append("timestamp <= ? AND (timestamp < ? OR id < ?)")
+        params += [ts, ts, before.id]
+    order = "timestamp DESC" if unique_time else "timestamp DESC, id DESC"
+    condition = " AND ".join(conditions) or "1"
+    sql = (
+        "SELECT id, device_id, sensor_type, value, unit, timestamp FROM iot_data "
+        f"WHERE {condition} ORDER BY {order} LIMIT ?"
+    )
+    return sql, [*params, limit]
+
+
+def _sensor_types(conn: sqlite3.Connection, device_id: str) -> tuple[str, ...]:
+    """Distinct sensor types by skipping through the unique index, one probe per type."""
+    found: list[str] = []
+    row = conn.execute(
+        "SELECT min(sensor_type) FROM iot_data WHERE device_id = ?", (device_id,)
+    ).fetchone()
+    while row is not None and row[0] is not None:
+        found.append(row[0])
+        row = conn.execute(
+            "SELECT min(sensor_type) FROM iot_data WHERE device_id = ? AND sensor_type > ?",
+            (device_id, row[0]),
+        ).fetchone()
+    return tuple(found)

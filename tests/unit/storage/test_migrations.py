@@ -64,7 +64,7 @@ def test_split_refuses_an_incomplete_statement() -> None:
 
 def test_sqlite_migration_applies_once_in_memory() -> None:
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    assert migrate_sqlite(conn) == ["0001"]
+    assert migrate_sqlite(conn) == [m.version for m in load_migrations("sqlite")]
     assert migrate_sqlite(conn) == []
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"iot_data", "iot_rejected", "devices", "schema_migrations"} <= tables

@@ -1,0 +1,1 @@
+"""The ``/api`` routes, one module per resource."""
