@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     mqtt_topics: Annotated[tuple[str, ...], NoDecode] = ("iot/data",)
     mqtt_client_id: str = Field(default_factory=_default_client_id, min_length=1, max_length=128)
     mqtt_shared_group: str | None = None
+    mqtt_status_topic: str = "iot/status/+"
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
     mqtt_ca_file: Path | None = None
@@ -130,6 +131,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"IOT_API_KEYS_FILE: {exc}") from None
         return self
 
+    @field_validator("mqtt_status_topic")
+    @classmethod
+    def _check_status_topic(cls, value: str) -> str:
+        if value and (not value.endswith("/+") or any(c in value[:-1] for c in "+#")):
+            raise ValueError("must end with '/+' (the device id level), e.g. iot/status/+")
+        return value
+
     @field_validator("mqtt_url")
     @classmethod
     def _check_mqtt_url(cls, value: str) -> str:
@@ -193,9 +201,15 @@ class Settings(BaseSettings):
     @property
     def subscriptions(self) -> tuple[str, ...]:
         """The topic filters as subscribed, with the shared-subscription prefix if any."""
+        filters = self.mqtt_topics + ((self.mqtt_status_topic,) if self.mqtt_status_topic else ())
         if self.mqtt_shared_group:
-            return tuple(f"$share/{self.mqtt_shared_group}/{t}" for t in self.mqtt_topics)
-        return self.mqtt_topics
+            return tuple(f"$share/{self.mqtt_shared_group}/{t}" for t in filters)
+        return filters
+
+    @property
+    def status_topic_prefix(self) -> str | None:
+        """``iot/status/`` for ``iot/status/+``: messages under it are presence, not readings."""
+        return self.mqtt_status_topic[:-1] if self.mqtt_status_topic else None
 
 
 _MIN_API_KEY_CHARS = 16

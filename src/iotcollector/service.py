@@ -8,6 +8,7 @@ import gc
 import random
 import signal
 import ssl
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -111,6 +112,7 @@ class Service:
             ),
             max_payload_bytes=s.max_payload_bytes,
             max_future_skew_s=s.max_future_skew_s,
+            status_topic_prefix=s.status_topic_prefix,
         )
 
     def readiness(self) -> dict[str, bool]:
@@ -203,13 +205,17 @@ class Service:
 
     async def _ingest(self) -> None:
         await self._open_storage()
-        pinger = asyncio.create_task(self._ping_loop(), name="db-ping")
+        background = [
+            asyncio.create_task(self._ping_loop(), name="db-ping"),
+            asyncio.create_task(self._presence_loop(), name="presence"),
+        ]
         writer = asyncio.create_task(self._pipeline.run(), name="pipeline")
         subscriber = asyncio.create_task(self._subscriber.run(), name="mqtt")
         try:
             await asyncio.gather(writer, subscriber)
         finally:
-            pinger.cancel()
+            for task in background:
+                task.cancel()
 
     async def _open_storage(self) -> None:
         attempt = 0
@@ -238,6 +244,26 @@ class Service:
                 self._database_ok = False
             else:
                 self._database_ok = True
+
+    async def _presence_loop(self) -> None:
+        """Mark silent devices offline and export the online/offline gauges.
+
+        Every replica runs the same idempotent UPDATE against the shared database.
+        """
+        offline_after = timedelta(seconds=self._settings.device_offline_after_s)
+        interval = min(10.0, max(0.5, offline_after.total_seconds() / 4))
+        while True:
+            try:
+                marked = await self._storage.mark_offline(datetime.now(UTC) - offline_after)
+                online, offline = await self._storage.device_counts()
+            except StorageError as exc:
+                self._log.debug("presence sweep skipped: %s", exc)
+            else:
+                if marked:
+                    self._log.info("%d device(s) silent for %s: offline", marked, offline_after)
+                self.metrics.devices_online.set(online)
+                self.metrics.devices_offline.set(offline)
+            await asyncio.sleep(interval)
 
     async def _shutdown(self, ingest_task: asyncio.Task[None]) -> None:
         self._subscriber.pause_reading()

@@ -23,7 +23,7 @@ from support.mosquitto import MosquittoServer, mosquitto_available
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from iotcollector.domain.reading import DeadLetter, Reading
+    from iotcollector.domain.reading import DeadLetter, Reading, StatusChange
 
 pytestmark = [
     pytest.mark.integration,
@@ -53,10 +53,14 @@ class GatedStorage:
         return None
 
     async def write_batch(
-        self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter]
+        self,
+        readings: Sequence[Reading],
+        dead_letters: Sequence[DeadLetter],
+        statuses: Sequence[StatusChange] = (),
     ) -> WriteResult:
         await self.gate.wait()
         self.written.extend(readings)
+        assert not statuses
         return WriteResult(len(readings), 0, len(dead_letters))
 
 

@@ -26,7 +26,8 @@ def test_defaults_follow_the_design() -> None:
     s = load_settings()
     assert (s.mqtt_host, s.mqtt_port, s.mqtt_tls) == ("127.0.0.1", 1883, False)
     assert s.mqtt_topics == ("iot/data",)
-    assert s.subscriptions == ("iot/data",)
+    assert s.subscriptions == ("iot/data", "iot/status/+")
+    assert s.status_topic_prefix == "iot/status/"
     assert s.mqtt_client_id.startswith("iot-collector-")
     assert s.database_url.get_secret_value() == "sqlite:///./data/iot.db"
     assert (s.api_host, s.api_port) == ("127.0.0.1", 3000)
@@ -39,7 +40,11 @@ def test_topics_shared_group_and_tls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IOT_MQTT_SHARED_GROUP", "collectors")
     monkeypatch.setenv("IOT_MQTT_URL", "mqtts://example.iot.eu-west-1.amazonaws.com")
     s = load_settings()
-    assert s.subscriptions == ("$share/collectors/iot/data", "$share/collectors/plant/+/data")
+    assert s.subscriptions == (
+        "$share/collectors/iot/data",
+        "$share/collectors/plant/+/data",
+        "$share/collectors/iot/status/+",
+    )
     assert (s.mqtt_port, s.mqtt_tls) == (8883, True)
 
 
@@ -57,6 +62,8 @@ def test_topics_shared_group_and_tls(monkeypatch: pytest.MonkeyPatch) -> None:
         ("IOT_BATCH_MAX_SIZE", "0"),
         ("IOT_LOG_LEVEL", "LOUD"),
         ("IOT_LOG_FORMAT", "xml"),
+        ("IOT_MQTT_STATUS_TOPIC", "iot/status/#"),
+        ("IOT_MQTT_STATUS_TOPIC", "iot/+/x/+"),
     ],
 )
 def test_bad_values_name_the_variable(

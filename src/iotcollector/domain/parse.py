@@ -82,6 +82,7 @@ class RejectionCode(StrEnum):
     INVALID_UNIT = "invalid_unit"
     INVALID_TIMESTAMP = "invalid_timestamp"
     TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
+    INVALID_STATUS = "invalid_status"
 
 
 REJECTION_CODES: Final[tuple[str, ...]] = tuple(code.value for code in RejectionCode)
@@ -137,6 +138,13 @@ _MULTI_SKIP: Final = MULTI_SENSOR_METADATA_KEYS | {"device_id", "deviceId", "tim
 
 _DEVICE_ID_RE: Final = re.compile(r"[A-Za-z0-9._:-]{1,50}")
 _SENSOR_TYPE_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,20}")
+
+
+def is_device_id(text: str) -> bool:
+    """Whether ``text`` is a valid device id (1-50 of ``A-Z a-z 0-9 . _ : -``)."""
+    return _DEVICE_ID_RE.fullmatch(text) is not None
+
+
 _DECIMAL_RE: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 _MAX_VALUE: Final = 1e15

@@ -61,3 +61,12 @@ class DeadLetter:
     topic: str
     payload: bytes
     reason: str
+
+
+@dataclass(slots=True)
+class StatusChange:
+    """A device said it is ``online`` or its Last Will said ``offline`` (``iot/status/<id>``)."""
+
+    device_id: str
+    status: str
+    at: datetime

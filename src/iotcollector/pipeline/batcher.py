@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from iotcollector.domain.parse import parse_message
-from iotcollector.domain.reading import DeadLetter, Reading
+from iotcollector.domain.presence import parse_status
+from iotcollector.domain.reading import DeadLetter, Reading, Rejection, StatusChange
 from iotcollector.errors import (
     IotCollectorError,
     PermanentStorageError,
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from iotcollector.metrics import Metrics
-    from iotcollector.storage.base import Storage, WriteResult
+    from iotcollector.storage.base import BatchWriter, WriteResult
 
 
 class Incoming(Protocol):
@@ -54,6 +55,7 @@ T = TypeVar("T", bound=Incoming)
 class _Item(Generic[T]):
     readings: list[Reading]
     dead_letters: list[DeadLetter]
+    statuses: list[StatusChange]
     tokens: list[T]
     queued_at: float
 
@@ -74,7 +76,7 @@ class Pipeline(Generic[T]):
 
     def __init__(  # noqa: PLR0913 - collaborators and limits, all explicit
         self,
-        storage: Storage,
+        storage: BatchWriter,
         metrics: Metrics,
         logger: logging.Logger,
         *,
@@ -83,6 +85,7 @@ class Pipeline(Generic[T]):
         limits: BatchLimits,
         max_payload_bytes: int,
         max_future_skew_s: float,
+        status_topic_prefix: str | None = None,
     ) -> None:
         self._storage = storage
         self._metrics = metrics
@@ -92,6 +95,7 @@ class Pipeline(Generic[T]):
         self._limits = limits
         self._max_payload = max_payload_bytes
         self._skew = max_future_skew_s
+        self._status_prefix = status_topic_prefix
         self._items: deque[_Item[T]] = deque()
         self._direct: deque[tuple[list[Reading], asyncio.Future[WriteResult]]] = deque()
         self._rows = 0
@@ -121,22 +125,32 @@ class Pipeline(Generic[T]):
         m.mqtt_messages_received.value += len(messages)
         readings: list[Reading] = []
         dead: list[DeadLetter] = []
+        statuses: list[StatusChange] = []
         skew = self._skew
         limit = self._max_payload
+        prefix = self._status_prefix
         for msg in messages:
             payload = msg.payload
-            result = parse_message(
-                payload, received_at=now, max_future_skew_s=skew, max_payload_bytes=limit
-            )
-            readings.extend(result.readings)
-            for rej in result.rejections:
+            if prefix and msg.topic.startswith(prefix):
+                status = parse_status(msg.topic, payload[:limit], received_at=now)
+                if isinstance(status, StatusChange):
+                    statuses.append(status)
+                    continue
+                rejections = [status] if isinstance(status, Rejection) else []
+            else:
+                result = parse_message(
+                    payload, received_at=now, max_future_skew_s=skew, max_payload_bytes=limit
+                )
+                readings.extend(result.readings)
+                rejections = result.rejections
+            for rej in rejections:
                 m.readings_rejected.labels(reason=rej.code).inc()
                 raw = rej.raw if rej.raw is not None else payload[:limit]
                 dead.append(DeadLetter(now, msg.topic, raw, rej.reason))
         was_empty = not self._items
-        self._items.append(_Item(readings, dead, list(messages), time.monotonic()))
+        self._items.append(_Item(readings, dead, statuses, list(messages), time.monotonic()))
         self._queued += len(messages)
-        self._rows += len(readings) + len(dead)
+        self._rows += len(readings) + len(dead) + len(statuses)
         limits = self._limits
         if was_empty or self._rows >= limits.max_size:
             self._wakeup.set()
@@ -206,18 +220,20 @@ class Pipeline(Generic[T]):
         tokens: list[T] = []
         readings: list[Reading] = []
         dead: list[DeadLetter] = []
+        statuses: list[StatusChange] = []
         rows = 0
         while self._items and (not tokens or rows < self._limits.max_size):
             item = self._items.popleft()
             tokens.extend(item.tokens)
             readings.extend(item.readings)
             dead.extend(item.dead_letters)
-            rows += len(item.readings) + len(item.dead_letters)
+            statuses.extend(item.statuses)
+            rows += len(item.readings) + len(item.dead_letters) + len(item.statuses)
         self._rows -= rows
         self._queued -= len(tokens)
         self._writing = len(tokens)
         try:
-            result = await self._write_with_retry(readings, dead)
+            result = await self._write_with_retry(readings, dead, statuses)
         except _AbandonedError:
             return
         finally:
@@ -250,13 +266,16 @@ class Pipeline(Generic[T]):
         m.ingest_lag.observe_many(max(0.0, now - r.timestamp.timestamp()) for r in readings)
 
     async def _write_with_retry(
-        self, readings: list[Reading], dead: list[DeadLetter]
+        self,
+        readings: list[Reading],
+        dead: list[DeadLetter],
+        statuses: list[StatusChange] | None = None,
     ) -> WriteResult:
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
-                result = await self._storage.write_batch(readings, dead)
+                result = await self._storage.write_batch(readings, dead, statuses or ())
             except StorageError as exc:
                 kind = "permanent" if isinstance(exc, PermanentStorageError) else "transient"
                 self._metrics.db_errors.labels(kind=kind).inc()

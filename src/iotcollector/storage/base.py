@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime, timedelta
 
-    from iotcollector.domain.reading import DeadLetter, Reading
+    from iotcollector.domain.reading import DeadLetter, Reading, StatusChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,26 @@ class WriteResult:
     dead_letters: int
 
 
-class Storage(Protocol):
+class BatchWriter(Protocol):
+    """What the pipeline needs: one committed, idempotent write of a batch."""
+
+    async def write_batch(
+        self,
+        readings: Sequence[Reading],
+        dead_letters: Sequence[DeadLetter],
+        statuses: Sequence[StatusChange] = (),
+    ) -> WriteResult:
+        """Store readings (a reading already present counts as duplicate) and dead letters.
+
+        Everything is committed before this returns; the devices registry is updated: a
+        device with a stored reading is online, then ``statuses`` are applied in order (an
+        ``offline`` from a Last Will, an ``online`` from a device that connected).
+        A row the database refuses permanently is isolated into ``iot_rejected`` with its
+        reason so the rest of the batch lands.
+        """
+
+
+class Storage(BatchWriter, Protocol):
     """A database that stores readings idempotently and dead letters, in one transaction.
 
     Errors are translated at this boundary: ``TransientStorageError`` (retry later) or
@@ -44,15 +63,11 @@ class Storage(Protocol):
     async def ping(self) -> None:
         """Raise ``TransientStorageError`` unless the database answers now."""
 
-    async def write_batch(
-        self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter]
-    ) -> WriteResult:
-        """Store readings (a reading already present counts as duplicate) and dead letters.
+    async def mark_offline(self, silent_since: datetime) -> int:
+        """Mark offline every online device last seen before ``silent_since``; return how many."""
 
-        Everything is committed before this returns; the devices registry is updated.
-        A row the database refuses permanently is isolated into ``iot_rejected`` with its
-        reason so the rest of the batch lands.
-        """
+    async def device_counts(self) -> tuple[int, int]:
+        """(online, offline) devices in the registry."""
 
 
 # -- reading back -----------------------------------------------------------------------------
@@ -108,6 +123,11 @@ class DeviceRecord:
     first_seen: datetime
     last_seen: datetime
     sensor_types: tuple[str, ...]
+    status: str
+
+    def is_online(self, online_since: datetime) -> bool:
+        """Online: not announced offline, and heard from at or after ``online_since``."""
+        return self.status == "online" and self.last_seen >= online_since
 
 
 class ReadingQueries(Protocol):
@@ -140,11 +160,11 @@ class ReadingQueries(Protocol):
         *,
         after: str | None,
         limit: int,
-        seen_since: datetime | None = None,
-        seen_before: datetime | None = None,
+        status: str | None = None,
+        online_since: datetime | None = None,
     ) -> list[DeviceRecord]:
-        """Up to ``limit`` devices ordered by id, ids greater than ``after``; optionally only
-        those last seen at or after ``seen_since`` / before ``seen_before``."""
+        """Up to ``limit`` devices ordered by id, ids greater than ``after``; with ``status``
+        only those online (or not) in the sense of :meth:`DeviceRecord.is_online`."""
 
     async def get_device(self, device_id: str) -> DeviceRecord | None:
         """The device, or ``None`` if it never sent a reading."""

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
     from datetime import timedelta
 
-    from iotcollector.domain.reading import DeadLetter, Reading
+    from iotcollector.domain.reading import DeadLetter, Reading, StatusChange
     from iotcollector.storage.base import Position, ReadingFilter
 
 InsertMethod = Literal["copy", "unnest", "executemany"]
@@ -107,6 +107,15 @@ INSERT INTO devices AS d (device_id, first_seen, last_seen, status)
 SELECT id, now(), now(), 'online' FROM unnest(%s::text[]) AS u(id)
 ON CONFLICT (device_id) DO UPDATE
 SET last_seen = greatest(d.last_seen, excluded.last_seen), status = 'online'
+"""
+# Presence: 'online' refreshes last_seen; 'offline' (a Last Will) keeps it.
+_APPLY_STATUS = """
+INSERT INTO devices AS d (device_id, first_seen, last_seen, status)
+VALUES (%(device_id)s, now(), now(), %(status)s)
+ON CONFLICT (device_id) DO UPDATE
+SET status = excluded.status,
+    last_seen = CASE WHEN excluded.status = 'online'
+                     THEN greatest(d.last_seen, excluded.last_seen) ELSE d.last_seen END
 """
 _INSERT_REJECTED = """
 INSERT INTO iot_rejected (received_at, topic, payload, reason)
@@ -229,18 +238,23 @@ class PostgresStorage:
     # -- writing ----------------------------------------------------------------------------
 
     async def write_batch(
-        self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter]
+        self,
+        readings: Sequence[Reading],
+        dead_letters: Sequence[DeadLetter],
+        statuses: Sequence[StatusChange] = (),
     ) -> WriteResult:
         async with self._writer_lock:
             try:
                 async with asyncio.timeout(self._operation_timeout_s):
                     conn = await self._writer_connection()
                     try:
-                        return await self._write(conn, readings, dead_letters, isolate=False)
+                        return await self._write(
+                            conn, readings, dead_letters, statuses, isolate=False
+                        )
                     except psycopg.Error as exc:
                         if not readings or not _is_row_error(exc):
                             raise
-                    return await self._write(conn, readings, dead_letters, isolate=True)
+                    return await self._write(conn, readings, dead_letters, statuses, isolate=True)
             except asyncio.CancelledError:
                 # Cancelled mid-statement: the connection's state is unknown, start afresh.
                 await self._drop_writer()
@@ -256,6 +270,7 @@ class PostgresStorage:
         conn: AsyncConnection[Any],
         readings: Sequence[Reading],
         dead_letters: Sequence[DeadLetter],
+        statuses: Sequence[StatusChange],
         *,
         isolate: bool,
     ) -> WriteResult:
@@ -271,6 +286,12 @@ class PostgresStorage:
             accepted = [r for r in readings if id(r) not in refused_ids] if refused else readings
             if accepted:
                 await conn.execute(_UPSERT_DEVICES, (distinct_devices(accepted),))
+            if statuses:
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        _APPLY_STATUS,
+                        [{"device_id": s.device_id, "status": s.status} for s in statuses],
+                    )
             await self._insert_rejected(conn, dead_letters, refused)
         return WriteResult(
             stored=stored,
@@ -393,40 +414,67 @@ class PostgresStorage:
         *,
         after: str | None,
         limit: int,
-        seen_since: datetime | None = None,
-        seen_before: datetime | None = None,
+        status: str | None = None,
+        online_since: datetime | None = None,
     ) -> list[DeviceRecord]:
         conditions = ["TRUE"]
         params: list[Any] = []
-        for condition, value in (
-            ("device_id > %s", after),
-            ("last_seen >= %s", seen_since),
-            ("last_seen < %s", seen_before),
-        ):
-            if value is not None:
-                conditions.append(condition)
-                params.append(value)
+        if after is not None:
+            conditions.append("device_id > %s")
+            params.append(after)
+        if status is not None and online_since is not None:
+            online = "(status = 'online' AND last_seen >= %s)"
+            conditions.append(online if status == "online" else f"NOT {online}")
+            params.append(online_since)
         sql = (
-            "SELECT device_id, first_seen, last_seen FROM devices "
+            "SELECT device_id, first_seen, last_seen, status FROM devices "
             f"WHERE {' AND '.join(conditions)} ORDER BY device_id LIMIT %s"
         )
         async with self._reading("device list") as conn:
             cur = await conn.execute(sql, [*params, limit])
             rows = await cur.fetchall()
             types = await _sensor_types(conn, [row[0] for row in rows])
-        return [DeviceRecord(d, first, last, types.get(d, ())) for d, first, last in rows]
+        return [DeviceRecord(d, first, last, types.get(d, ()), st) for d, first, last, st in rows]
 
     async def get_device(self, device_id: str) -> DeviceRecord | None:
         async with self._reading("device") as conn:
             cur = await conn.execute(
-                "SELECT device_id, first_seen, last_seen FROM devices WHERE device_id = %s",
+                "SELECT device_id, first_seen, last_seen, status FROM devices WHERE device_id = %s",
                 (device_id,),
             )
             row = await cur.fetchone()
             if row is None:
                 return None
             types = await _sensor_types(conn, [device_id])
-        return DeviceRecord(row[0], row[1], row[2], types.get(device_id, ()))
+        return DeviceRecord(row[0], row[1], row[2], types.get(device_id, ()), row[3])
+
+    async def mark_offline(self, silent_since: datetime) -> int:
+        async with self._writer_lock:
+            try:
+                async with asyncio.timeout(self._operation_timeout_s):
+                    conn = await self._writer_connection()
+                    async with conn.transaction():
+                        cur = await conn.execute(
+                            "UPDATE devices SET status = 'offline' "
+                            "WHERE status = 'online' AND last_seen < %s",
+                            (silent_since,),
+                        )
+                        return cur.rowcount
+            except Exception as exc:
+                error = translate_error(exc, "mark devices offline")
+                if isinstance(error, TransientStorageError) or isinstance(exc, TimeoutError):
+                    await self._drop_writer()
+                raise error from exc
+
+    async def device_counts(self) -> tuple[int, int]:
+        async with self._reading("device counts") as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FILTER (WHERE status = 'online'), "
+                "count(*) FILTER (WHERE status = 'offline') FROM devices"
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
 
     @contextlib.asynccontextmanager
     async def _reading(self, doing: str) -> AsyncIterator[AsyncConnection[Any]]:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from datetime import timedelta
 
-    from iotcollector.domain.reading import DeadLetter, Reading
+    from iotcollector.domain.reading import DeadLetter, Reading, StatusChange
     from iotcollector.storage.base import Position, ReadingFilter
 
 __all__ = ["SqliteStorage", "from_epoch_us", "is_transient_sqlite_error", "to_epoch_us"]
@@ -72,6 +72,14 @@ _UPSERT_DEVICE = """
 INSERT INTO devices (device_id, first_seen, last_seen, status) VALUES (?, ?, ?, 'online')
 ON CONFLICT (device_id) DO UPDATE
 SET last_seen = max(devices.last_seen, excluded.last_seen), status = 'online'
+"""
+# Presence: 'online' refreshes last_seen; 'offline' (a Last Will) keeps it.
+_APPLY_STATUS = """
+INSERT INTO devices (device_id, first_seen, last_seen, status) VALUES (?, ?, ?, ?)
+ON CONFLICT (device_id) DO UPDATE
+SET status = excluded.status,
+    last_seen = CASE WHEN excluded.status = 'online'
+                     THEN max(devices.last_seen, excluded.last_seen) ELSE devices.last_seen END
 """
 _INSERT_REJECTED = """
 INSERT INTO iot_rejected (received_at, topic, payload, reason) VALUES (?, ?, ?, ?)
@@ -253,29 +261,28 @@ class SqliteStorage:
         *,
         after: str | None,
         limit: int,
-        seen_since: datetime | None = None,
-        seen_before: datetime | None = None,
+        status: str | None = None,
+        online_since: datetime | None = None,
     ) -> list[DeviceRecord]:
         conditions = ["1"]
         params: list[object] = []
-        for condition, value in (
-            ("device_id > ?", after),
-            ("last_seen >= ?", to_epoch_us(seen_since) if seen_since else None),
-            ("last_seen < ?", to_epoch_us(seen_before) if seen_before else None),
-        ):
-            if value is not None:
-                conditions.append(condition)
-                params.append(value)
+        if after is not None:
+            conditions.append("device_id > ?")
+            params.append(after)
+        if status is not None and online_since is not None:
+            online = "(status = 'online' AND last_seen >= ?)"
+            conditions.append(online if status == "online" else f"NOT {online}")
+            params.append(to_epoch_us(online_since))
         sql = (
-            "SELECT device_id, first_seen, last_seen FROM devices "
+            "SELECT device_id, first_seen, last_seen, status FROM devices "
             f"WHERE {' AND '.join(conditions)} ORDER BY device_id LIMIT ?"
         )
 
         def run(conn: sqlite3.Connection) -> list[DeviceRecord]:
             rows = conn.execute(sql, [*params, limit]).fetchall()
             return [
-                DeviceRecord(d, from_epoch_us(f), from_epoch_us(la), _sensor_types(conn, d))
-                for d, f, la in rows
+                DeviceRecord(d, from_epoch_us(f), from_epoch_us(la), _sensor_types(conn, d), st)
+                for d, f, la, st in rows
             ]
 
         return await self._read("device list", run)
@@ -283,7 +290,8 @@ class SqliteStorage:
     async def get_device(self, device_id: str) -> DeviceRecord | None:
         def run(conn: sqlite3.Connection) -> DeviceRecord | None:
             row = conn.execute(
-                "SELECT first_seen, last_seen FROM devices WHERE device_id = ?", (device_id,)
+                "SELECT first_seen, last_seen, status FROM devices WHERE device_id = ?",
+                (device_id,),
             ).fetchone()
             if row is None:
                 return None
@@ -292,6 +300,7 @@ class SqliteStorage:
                 from_epoch_us(row[0]),
                 from_epoch_us(row[1]),
                 _sensor_types(conn, device_id),
+                row[2],
             )
 
         return await self._read("device", run)
@@ -333,26 +342,59 @@ class SqliteStorage:
     # -- writing ----------------------------------------------------------------------------
 
     async def write_batch(
-        self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter]
+        self,
+        readings: Sequence[Reading],
+        dead_letters: Sequence[DeadLetter],
+        statuses: Sequence[StatusChange] = (),
     ) -> WriteResult:
         return await self._run(
-            "write", functools.partial(self._write_sync, list(readings), list(dead_letters))
+            "write",
+            functools.partial(self._write_sync, list(readings), list(dead_letters), list(statuses)),
         )
 
-    def _write_sync(self, readings: list[Reading], dead_letters: list[DeadLetter]) -> WriteResult:
+    def _write_sync(
+        self,
+        readings: list[Reading],
+        dead_letters: list[DeadLetter],
+        statuses: list[StatusChange],
+    ) -> WriteResult:
         conn = self._connection()
         try:
-            return self._write_tx(conn, readings, dead_letters, isolate=False)
+            return self._write_tx(conn, readings, dead_letters, statuses, isolate=False)
         except Exception as exc:
             if not readings or not _is_row_error(exc):
                 raise
-        return self._write_tx(conn, readings, dead_letters, isolate=True)
+        return self._write_tx(conn, readings, dead_letters, statuses, isolate=True)
+
+    async def mark_offline(self, silent_since: datetime) -> int:
+        def run() -> int:
+            conn = self._connection()
+            with conn:
+                cur = conn.execute(
+                    "UPDATE devices SET status = 'offline' "
+                    "WHERE status = 'online' AND last_seen < ?",
+                    (to_epoch_us(silent_since),),
+                )
+            return cur.rowcount
+
+        return await self._run("mark devices offline", run)
+
+    async def device_counts(self) -> tuple[int, int]:
+        def run(conn: sqlite3.Connection) -> tuple[int, int]:
+            online, offline = conn.execute(
+                "SELECT coalesce(sum(status = 'online'), 0), coalesce(sum(status = 'offline'), 0) "
+                "FROM devices"
+            ).fetchone()
+            return int(online), int(offline)
+
+        return await self._read("device counts", run)
 
     def _write_tx(
         self,
         conn: sqlite3.Connection,
         readings: list[Reading],
         dead_letters: list[DeadLetter],
+        statuses: list[StatusChange],
         *,
         isolate: bool,
     ) -> WriteResult:
@@ -370,6 +412,9 @@ class SqliteStorage:
             accepted = [r for r in readings if id(r) not in refused_ids] if refused else readings
             conn.executemany(
                 _UPSERT_DEVICE, [(d, now_us, now_us) for d in distinct_devices(accepted)]
+            )
+            conn.executemany(
+                _APPLY_STATUS, [(s.device_id, now_us, now_us, s.status) for s in statuses]
             )
             rows = [
                 (to_epoch_us(d.received_at), clean_text(d.topic), bytes(d.payload), d.reason)

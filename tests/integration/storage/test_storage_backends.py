@@ -13,7 +13,7 @@ import orjson
 import psycopg
 import pytest
 
-from iotcollector.domain.reading import DeadLetter, Reading
+from iotcollector.domain.reading import DeadLetter, Reading, StatusChange
 from iotcollector.errors import PermanentStorageError, TransientStorageError
 from iotcollector.storage.migrations import SchemaTooNewError
 from iotcollector.storage.postgres import PostgresStorage
@@ -177,6 +177,29 @@ async def test_devices_registry(storage: Storage, backend: Backend) -> None:
     assert backend.time(row[0]) == first_seen
     assert backend.time(row[1]) > first_seen
     assert row[2] == "online"
+
+
+async def test_presence_statuses_sweep_and_counts(storage: Storage, backend: Backend) -> None:
+    now = datetime.now(UTC)
+    await storage.write_batch([reading("dev-a"), reading("dev-b")], [])
+    # A Last Will for dev-a, an "online" from a device with no reading yet.
+    await storage.write_batch(
+        [], [], [StatusChange("dev-a", "offline", now), StatusChange("dev-c", "online", now)]
+    )
+    rows = backend.query("SELECT device_id, status FROM devices ORDER BY 1")
+    assert [tuple(r) for r in rows] == [
+        ("dev-a", "offline"),
+        ("dev-b", "online"),
+        ("dev-c", "online"),
+    ]
+    assert await storage.device_counts() == (2, 1)
+    # Nobody silent yet; then everybody seen before "the future" is silent.
+    assert await storage.mark_offline(now - timedelta(minutes=5)) == 0
+    assert await storage.mark_offline(datetime.now(UTC) + timedelta(seconds=1)) == 2
+    assert await storage.device_counts() == (0, 3)
+    # A reading brings a device back.
+    await storage.write_batch([reading("dev-b", offset_s=9)], [])
+    assert await storage.device_counts() == (1, 2)
 
 
 async def test_a_bad_row_is_isolated(storage: Storage, backend: Backend) -> None:

@@ -252,7 +252,7 @@ async def test_json_pages_follow_the_cursor_through_ties() -> None:
 
 
 async def test_device_status_comes_from_last_seen_and_the_clock() -> None:
-    device = DeviceRecord("d", T0 - timedelta(days=1), T0, ("t",))
+    device = DeviceRecord("d", T0 - timedelta(days=1), T0, ("t",), "online")
     for now, status in [
         (T0 + timedelta(seconds=10), "online"),
         (T0 + timedelta(seconds=11), "offline"),

@@ -19,25 +19,30 @@ from iotcollector.storage.base import WriteResult
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from iotcollector.domain.reading import DeadLetter
+    from iotcollector.domain.reading import DeadLetter, StatusChange
 
 
 class FakeStorage:
     def __init__(self, failures: int = 0) -> None:
         self.failures = failures
         self.batches: list[tuple[int, int]] = []
+        self.statuses: list[tuple[str, str]] = []
         self.gate = asyncio.Event()
         self.gate.set()
         self.seen: set[tuple[str, str, object]] = set()
 
     async def write_batch(
-        self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter]
+        self,
+        readings: Sequence[Reading],
+        dead_letters: Sequence[DeadLetter],
+        statuses: Sequence[StatusChange] = (),
     ) -> WriteResult:
         await self.gate.wait()
         if self.failures:
             self.failures -= 1
             raise TransientStorageError("connection refused")
         self.batches.append((len(readings), len(dead_letters)))
+        self.statuses.extend((s.device_id, s.status) for s in statuses)
         keys = {(r.device_id, r.sensor_type, r.timestamp) for r in readings}
         new = keys - self.seen
         self.seen |= keys
@@ -66,7 +71,7 @@ class Harness:
         self.acked: list[int] = []
         self.pressure: list[bool] = []
         self.pipeline: Pipeline[Msg] = Pipeline(
-            storage,  # type: ignore[arg-type]
+            storage,
             self.metrics,
             logging.getLogger("test"),
             on_committed=lambda msgs: self.acked.extend(m.n for m in msgs),
@@ -74,6 +79,7 @@ class Harness:
             limits=limits,
             max_payload_bytes=65536,
             max_future_skew_s=300,
+            status_topic_prefix="iot/status/",
         )
 
     def value(self, name: str, **labels: str) -> float:
@@ -198,4 +204,27 @@ async def test_direct_write_returns_after_commit_with_its_own_counts() -> None:
     assert (result.stored, result.duplicates) == (1, 1)
     assert storage.batches == [(2, 0)]
     assert await h.pipeline.close(1)
+    await task
+
+
+async def test_status_messages_become_status_changes_not_readings() -> None:
+    storage = FakeStorage()
+    h = Harness(storage, BatchLimits(max_size=100, max_delay_s=0.01))
+    task = asyncio.create_task(h.pipeline.run())
+    h.pipeline.submit(
+        [
+            Msg("iot/status/dev-1", b"online", 1),
+            Msg("iot/status/dev-2", b"offline", 2),
+            Msg("iot/status/dev-3", b"", 3),
+            Msg("iot/status/dev-4", b"sleeping", 4),
+            Msg("iot/status/bad id!", b"online", 5),
+            Msg("iot/data", _msg(6), 6),
+        ]
+    )
+    assert await h.pipeline.close(1)
+    assert storage.statuses == [("dev-1", "online"), ("dev-2", "offline")]
+    assert storage.batches == [(1, 2)]
+    assert h.acked == [1, 2, 3, 4, 5, 6]
+    assert h.value("iotcollector_readings_rejected_total", reason="invalid_status") == 1
+    assert h.value("iotcollector_readings_rejected_total", reason="invalid_device_id") == 1
     await task

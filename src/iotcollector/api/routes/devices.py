@@ -1,4 +1,4 @@
-"""``/api/devices``: the registry, with status computed from ``last_seen``."""
+"""``/api/devices``: the registry, with presence from status messages and ``last_seen``."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def device_view(record: DeviceRecord, online_since: datetime) -> dict[str, objec
         "device_id": record.device_id,
         "first_seen": record.first_seen,
         "last_seen": record.last_seen,
-        "status": "online" if record.last_seen >= online_since else "offline",
+        "status": "online" if record.is_online(online_since) else "offline",
         "sensor_types": list(record.sensor_types),
     }
 
@@ -55,7 +55,8 @@ def devices_router(ctx: ApiContext) -> APIRouter:
         summary="The devices registry",
         description=(
             "Devices ordered by device_id, paginated with `cursor`. A device is `online` while "
-            "its last reading was stored less than IOT_DEVICE_OFFLINE_AFTER_S ago."
+            "it has not announced `offline` (its Last Will on iot/status/<device_id>) and it was "
+            "heard from less than IOT_DEVICE_OFFLINE_AFTER_S ago."
         ),
         response_model=None,
         responses={
@@ -87,8 +88,8 @@ def devices_router(ctx: ApiContext) -> APIRouter:
         records = await ctx.queries.list_devices(
             after=after,
             limit=limit + 1,
-            seen_since=online_since if status == "online" else None,
-            seen_before=online_since if status == "offline" else None,
+            status=status,
+            online_since=online_since,
         )
         next_cursor = None
         if len(records) > limit:
