@@ -1,18 +1,38 @@
 """End-to-end ingest benchmark: QoS 1 messages → committed rows, against a bare subscriber.
 
-Everything runs on 127.0.0.1 with a private Mosquitto and PostgreSQL (and SQLite in a temp
-dir). So that the publisher is never the bottleneck, the broker's queue for the subscriber's
-persistent session is filled first (pre-encoded PUBLISH packets on a raw socket), then the
-subscriber is started and the drain is timed.
+    .venv/bin/python -m bench.ingest            # full run (about 5 minutes)
+    .venv/bin/python -m bench.ingest --quick    # smaller run (about 2 minutes)
 
-    python -m bench.ingest --messages 200000
+Everything runs on 127.0.0.1 with a private Mosquitto and PostgreSQL (and SQLite in a temp
+dir), all removed at the end. One run measures, side by side:
+
+1. bare subscriber: ``mosquitto_sub`` draining N queued QoS 1 messages (messages/s);
+2. the collector into PostgreSQL, N single-reading messages (readings/s, ratio to 1);
+3. the same with JSON arrays of 100 readings;
+4. the same into SQLite;
+5. latency publish → commit at a fixed 5,000 readings/s for 60 s (p50/p99);
+6. the collector's peak RSS in every run, and during a 30 s PostgreSQL outage under
+   5,000 readings/s (then: every reading stored exactly once).
+
+Throughput (1-4): so that the publisher is never the bottleneck, the broker's queue for the
+subscriber's persistent session is filled first (pre-encoded PUBLISH packets on a raw socket),
+then the subscriber is started and the drain is timed, from its first received message to its
+last committed reading. Latency (5, 6): ``iot-collector simulate`` publishes live at the fixed
+rate with each reading's timestamp set to its publish time; PostgreSQL runs with
+``track_commit_timestamp = on`` so each row's commit time is exact
+(``pg_xact_commit_timestamp(xmin)``): latency = commit time - reading timestamp, per reading,
+same machine clock. bench/README.md explains the method and keeps the results.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -20,35 +40,53 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
-import orjson
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from iotcollector.ingest import codec  # noqa: E402
+from iotcollector.simulator.payloads import Format  # noqa: E402
+from iotcollector.simulator.stream import MessageStream, StreamConfig  # noqa: E402
 from support.collector import Collector, scalar  # noqa: E402
 from support.mosquitto import MosquittoServer  # noqa: E402
 from support.postgres import PostgresServer  # noqa: E402
 
+README = ROOT / "bench" / "README.md"
+RESULTS = ROOT / "bench" / "results"
+TABLE_MARKER = "<!-- results: bench/ingest.py appends rows below -->"
+POLL_S = 0.25
 
-def _payloads(count: int, per_message: int) -> list[bytes]:
-    base = datetime.now(UTC) - timedelta(hours=2)
-    out = []
-    for i in range(count):
-        items = [
-            {
-                "device_id": f"bench-{(i * per_message + k) % 1000:04d}",
-                "sensor_type": "temperature",
-                "value": 20.0 + (i % 100) / 10,
-                "unit": "C",
-                "timestamp": (base + timedelta(microseconds=i * per_message + k)).isoformat(),
-            }
-            for k in range(per_message)
-        ]
-        out.append(orjson.dumps(items[0] if per_message == 1 else items))
-    return out
+
+def _log(text: str) -> None:
+    print(text, flush=True)
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _payloads(count: int, per_message: int, devices: int = 1000) -> list[bytes]:
+    """Simulator payloads (1000 devices, five sensors) with timestamps over the past hours."""
+    start = datetime.now(UTC) - timedelta(hours=3)
+    readings = count * per_message
+    stream = MessageStream(
+        StreamConfig(
+            devices=devices,
+            fmt=Format.SINGLE if per_message == 1 else Format.BATCH,
+            batch_size=per_message,
+            seed=42,
+            readings_per_s=readings / 3600,  # an hour of data
+            start_us=int(start.timestamp() * 1e6),
+        )
+    )
+    out: list[bytes] = []
+    while len(out) < count:
+        out.extend(m.payload for m in stream.next_messages())
+    return out[:count]
 
 
 def _publish_raw(port: int, payloads: list[bytes], topic: str = "iot/data") -> float:
@@ -91,7 +129,7 @@ def _publish_raw(port: int, payloads: list[bytes], topic: str = "iot/data") -> f
     return len(payloads) / (time.perf_counter() - started)
 
 
-def bare_subscriber(broker: MosquittoServer, payloads: list[bytes]) -> float:
+def bare_subscriber(broker: MosquittoServer, payloads: list[bytes]) -> dict[str, Any]:
     """mosquitto_sub on a persistent session: messages/s draining the queue."""
     args = [
         "mosquitto_sub",
@@ -110,109 +148,484 @@ def bare_subscriber(broker: MosquittoServer, payloads: list[bytes]) -> float:
         "3600",
     ]
     subprocess.run([*args, "-W", "1"], capture_output=True, check=False)
+    load = _load()
     _publish_raw(broker.port, payloads)
     started = time.perf_counter()
     subprocess.run(
         [*args, "-C", str(len(payloads))], stdout=subprocess.DEVNULL, check=True, timeout=600
     )
-    return len(payloads) / (time.perf_counter() - started)
+    return {"msgs_per_s": round(len(payloads) / (time.perf_counter() - started)), "load": load}
 
 
-def collector_drain(
-    broker: MosquittoServer, database_url: str, payloads: list[bytes], readings: int, tmp: Path
-) -> dict[str, float]:
-    """Fill the collector's session queue, start it, time until every reading is committed."""
-    client_id = f"bench-collector-{time.monotonic_ns()}"
-    first = Collector(
+def _peak_rss(pid: int) -> int:
+    """The kernel's high-water mark of the process's resident set (bytes), 0 if unknown."""
+    with contextlib.suppress(OSError):
+        status = Path(f"/proc/{pid}/status").read_text()
+        match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+        if match:
+            return int(match.group(1)) * 1024
+    return 0
+
+
+def _metric(c: Collector, name: str) -> float:
+    try:
+        return c.metrics().get(name, 0.0)
+    except httpx.HTTPError:
+        return 0.0
+
+
+def _collector(broker: MosquittoServer, database_url: str, client_id: str, tmp: Path) -> Collector:
+    return Collector(
         mqtt_url=broker.url, database_url=database_url, client_id=client_id, log_dir=tmp
-    ).start()
+    )
+
+
+def _stop(c: Collector) -> int:
+    """Stop the collector; return its peak RSS in bytes."""
+    assert c.proc is not None
+    peak = max(_peak_rss(c.proc.pid), c.peak_rss)
+    c.stop()
+    return peak
+
+
+def _connected_at(c: Collector) -> float | None:
+    """Epoch seconds of the collector's "connected to MQTT broker" log line (ms precision)."""
+    for line in c.log().splitlines():
+        if "connected to MQTT broker" in line:
+            stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")  # noqa: DTZ007
+            return stamp.astimezone().timestamp()  # the log is in local time
+    return None
+
+
+def _last_commit(database_url: str) -> float:
+    """Epoch seconds of the last commit into iot_data: exact for PostgreSQL (commit
+    timestamps); for SQLite the last batch's write time (``received_at``, just before its
+    commit)."""
+    if database_url.startswith("sqlite:///"):
+        return scalar(database_url, "SELECT max(received_at) FROM iot_data") / 1e6
+    row = scalar_row(
+        database_url,
+        "SELECT extract(epoch FROM max(pg_xact_commit_timestamp(xmin))) FROM iot_data",
+    )
+    return float(row[0])
+
+
+def collector_drain(  # noqa: PLR0913 - the run's servers and inputs
+    broker: MosquittoServer,
+    database_url: str,
+    payloads: list[bytes],
+    readings: int,
+    tmp: Path,
+    *,
+    pg: PostgresServer | None = None,
+) -> dict[str, Any]:
+    """Fill the collector's session queue, start it, time until every reading is committed.
+
+    The drain is timed from the collector's connection to the broker (its log line; the
+    broker starts sending the backlog then) to the commit of the last reading (from the
+    database). Completion is detected by polling /metrics every 0.25 s, which is cheap.
+    """
+    client_id = f"bench-collector-{time.monotonic_ns()}"
+    first = _collector(broker, database_url, client_id, tmp).start()
     first.wait_ready()
     first.stop()
     _publish_raw(broker.port, payloads)
-    c = Collector(
-        mqtt_url=broker.url, database_url=database_url, client_id=client_id, log_dir=tmp
-    ).start()
-    started = time.perf_counter()
+    load = _load()
+    c = _collector(broker, database_url, client_id, tmp).start()
+    launched = time.time()
     try:
+        assert c.proc is not None
+        collector_cpu = psutil.Process(c.proc.pid)
+        while _connected_at(c) is None and time.time() - launched < 60:
+            time.sleep(0.01)
+        servers = broker.proc.pid if broker.proc else None, _postmaster_pid(pg)
+        cpu_before = _cpu(collector_cpu), _cpu_tree(servers[0]), _cpu_tree(servers[1])
         while True:
-            stored = int(c.metrics().get("iotcollector_readings_stored_total", 0)) if _up(c) else 0
+            stored = _metric(c, "iotcollector_readings_stored_total")
             c.rss()
             if stored >= readings:
                 break
-            if time.perf_counter() - started > 900:
+            if time.time() - launched > 900:
                 raise RuntimeError(f"only {stored} of {readings} stored after 900 s")
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
-        assert scalar(database_url, "SELECT count(*) FROM iot_data") >= readings
+            time.sleep(POLL_S)
+        cpu_after = _cpu(collector_cpu), _cpu_tree(servers[0]), _cpu_tree(servers[1])
+        count = scalar(database_url, "SELECT count(*) FROM iot_data")
+        assert count == readings, (count, readings)
+        last_commit = _last_commit(database_url)
+        connected = _connected_at(c)
     finally:
-        c.stop()
+        peak = _stop(c)
+    if connected is None:
+        raise RuntimeError(f"no connection line in the collector's log:\n{c.log()[-2000:]}")
+    elapsed = last_commit - connected
     return {
-        "readings_per_s": readings / elapsed,
-        "seconds": elapsed,
-        "peak_rss_mb": c.peak_rss / 1e6,
+        "readings": readings,
+        "readings_per_s": round(readings / elapsed),
+        "seconds": round(elapsed, 3),
+        "seconds_from_process_start": round(last_commit - launched, 2),
+        "peak_rss_mb": round(peak / 1e6, 1),
+        "load": load,
+        # CPU time per reading of each process (load-independent, unlike readings/s):
+        "cpu_us_per_reading": {
+            name: round((after - before) / readings * 1e6, 2)
+            for name, before, after in zip(
+                ("collector", "mosquitto", "postgres"), cpu_before, cpu_after, strict=True
+            )
+        },
     }
 
 
-def _up(c: Collector) -> bool:
+def _cpu(process: psutil.Process) -> float:
+    with contextlib.suppress(psutil.Error):
+        times = process.cpu_times()
+        return float(times.user + times.system)
+    return 0.0
+
+
+def _postmaster_pid(pg: PostgresServer | None) -> int | None:
+    if pg is None:
+        return None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int((pg.data_dir / "postmaster.pid").read_text().split()[0])
+    return None
+
+
+def _cpu_tree(pid: int | None) -> float:
+    """CPU seconds of a server process and its children (PostgreSQL's backends)."""
+    if pid is None:
+        return 0.0
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        return _cpu(root) + sum(_cpu(child) for child in root.children(recursive=True))
+    return 0.0
+
+
+def _simulate(
+    broker: MosquittoServer, rate: int, seconds: float, summary: Path
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "iotcollector",
+            "simulate",
+            "--url",
+            broker.url,
+            "--devices",
+            "1000",
+            "--total-rate",
+            str(rate),
+            "--duration",
+            str(seconds),
+            "--qos",
+            "1",
+            "--no-status",
+            "--drain-timeout",
+            "60",
+            "--summary-json",
+            str(summary),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _wait_stored(database_url: str, expected: int, timeout: float = 180) -> int:
+    deadline = time.monotonic() + timeout
+    count = -1
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            count = scalar(database_url, "SELECT count(*) FROM iot_data")
+        if count >= expected:
+            break
+        time.sleep(0.2)
+    return count
+
+
+def latency(
+    broker: MosquittoServer, pg: PostgresServer, rate: int, seconds: float, tmp: Path
+) -> dict[str, Any]:
+    """Publish live at ``rate`` readings/s; per-reading publish → commit from PostgreSQL."""
+    url = pg.create_database("latency")
+    c = _collector(broker, url, f"bench-latency-{time.monotonic_ns()}", tmp).start()
+    c.wait_ready()
+    load = _load()
+    summary_path = tmp / "latency-sim.json"
+    sim = _simulate(broker, rate, seconds, summary_path)
     try:
-        return c.get("/healthz").status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=200_000)
-    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "latest.json")
-    args = parser.parse_args()
-    n = args.messages
-    results: dict[str, object] = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=False,
-        ).stdout.strip(),
-        "machine": f"{platform.machine()} {subprocess.getoutput('nproc')} cores",
-        "messages": n,
+        while sim.poll() is None:
+            c.rss()
+            time.sleep(0.5)
+        summary = json.loads(summary_path.read_text())
+        stored = _wait_stored(url, summary["readings"])
+        rows = scalar(url, "SELECT count(*) FROM iot_data")
+        p50, p99, pmax = _percentiles(url)
+        per_second = _per_second_p99(url)
+    finally:
+        peak = _stop(c)
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "published": summary["published"],
+        "acknowledged": summary["acknowledged"],
+        "achieved_readings_per_s": summary["readings_per_s"],
+        "stored": stored,
+        "rows": rows,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "max_ms": pmax,
+        # p99 of each second of publishing: shows whether the p99 is steady or a few stalls.
+        "p99_per_second_median_ms": per_second[len(per_second) // 2] if per_second else None,
+        "seconds_with_p99_over_250ms": sum(1 for v in per_second if v > 250),
+        "peak_rss_mb": round(peak / 1e6, 1),
+        "load": load,
     }
+
+
+def _percentiles(url: str) -> tuple[float, float, float]:
+    row = scalar_row(
+        url,
+        """
+        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY lag),
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY lag),
+               max(lag)
+        FROM (SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - "timestamp") * 1000
+                     AS lag
+              FROM iot_data) AS l
+        """,
+    )
+    return tuple(round(float(v), 1) for v in row)  # type: ignore[return-value]
+
+
+def _per_second_p99(url: str) -> list[float]:
+    """Sorted p99 latencies (ms) of each whole second of the run."""
+    import psycopg  # noqa: PLC0415
+
+    sql = """
+        SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY lag)
+        FROM (SELECT date_trunc('second', "timestamp") AS s,
+                     extract(epoch FROM pg_xact_commit_timestamp(xmin) - "timestamp") * 1000
+                     AS lag
+              FROM iot_data) AS l
+        GROUP BY s HAVING count(*) > 100
+    """
+    with psycopg.connect(url, autocommit=True) as conn:
+        values = [float(row[0]) for row in conn.execute(sql.encode()).fetchall()]
+    return sorted(round(v, 1) for v in values)
+
+
+def scalar_row(url: str, sql: str) -> tuple[Any, ...]:
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(sql.encode()).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def outage(
+    broker: MosquittoServer,
+    pg: PostgresServer,
+    rate: int,
+    timing: tuple[float, float, float],
+    tmp: Path,
+) -> dict[str, Any]:
+    """``before`` s of load, PostgreSQL down for ``down`` s, ``after`` s more; then check."""
+    before, down, after = timing
+    url = pg.create_database("outage")
+    c = _collector(broker, url, f"bench-outage-{time.monotonic_ns()}", tmp).start()
+    c.wait_ready()
+    load = _load()
+    summary_path = tmp / "outage-sim.json"
+    sim = _simulate(broker, rate, before + down + after, summary_path)
+    rss_before = rss_down = 0
+    try:
+        time.sleep(before)
+        rss_before = c.rss()
+        pg.stop("immediate")
+        outage_end = time.monotonic() + down
+        while time.monotonic() < outage_end:
+            rss_down = max(rss_down, c.rss())
+            time.sleep(0.25)
+        pg.start()
+        restarted = time.monotonic()
+        while sim.poll() is None:
+            c.rss()
+            time.sleep(0.5)
+        summary = json.loads(summary_path.read_text())
+        stored = _wait_stored(url, summary["readings"], timeout=300)
+        caught_up_s = time.monotonic() - restarted
+        distinct = scalar(
+            url, 'SELECT count(DISTINCT (device_id, sensor_type, "timestamp")) FROM iot_data'
+        )
+    finally:
+        peak = _stop(c)
+    return {
+        "rate": rate,
+        "seconds_before_down_after": [before, down, after],
+        "published": summary["published"],
+        "acknowledged": summary["acknowledged"],
+        "readings_published": summary["readings"],
+        "rows_stored": stored,
+        "distinct_rows": distinct,
+        "lost": summary["readings"] - distinct,
+        "duplicated_rows": stored - distinct,
+        "caught_up_s_after_restart": round(caught_up_s, 1),
+        "rss_before_mb": round(rss_before / 1e6, 1),
+        "peak_rss_during_outage_mb": round(rss_down / 1e6, 1),
+        "peak_rss_mb": round(peak / 1e6, 1),
+        "load": load,
+    }
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], capture_output=True, text=True, cwd=ROOT, check=False
+    ).stdout.strip()
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = psutil.virtual_memory().total / 2**30
+    return f"{os.cpu_count()} CPU {cpu}, {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+def append_row(results: dict[str, Any]) -> None:
+    """Add this run's row to the results table in bench/README.md."""
+    r = results
+    single, array, sq = r["postgres_single"], r["postgres_array100"], r["sqlite_single"]
+    lat, out = r["latency"], r["outage"]
+    peak = max(single["peak_rss_mb"], array["peak_rss_mb"], sq["peak_rss_mb"], lat["peak_rss_mb"])
+    cells = [
+        r["date"][:16].replace("T", " "),
+        f"`{r['commit']}`{'+' if r['dirty'] else ''}",
+        f"{r['mode']}, N={r['messages']:,}",
+        f"{r['load_start']} / {r['load_end']}",
+        f"{r['bare_subscriber']['msgs_per_s']:,}",
+        f"{single['readings_per_s']:,} ({r['postgres_single_ratio_to_bare']:.2f}x)",
+        f"{array['readings_per_s']:,}",
+        f"{sq['readings_per_s']:,}",
+        f"{lat['p50_ms']:.0f} / {lat['p99_ms']:.0f}",
+        f"{peak:.0f}",
+        f"{out['peak_rss_during_outage_mb']:.0f} / {out['peak_rss_mb']:.0f}",
+        f"{out['lost']} lost, {out['duplicated_rows']} dup",
+        " / ".join(f"{x['cpu_us_per_reading']['collector']:.1f}" for x in (single, array, sq)),
+    ]
+    row = "| " + " | ".join(cells) + " |\n"
+    text = README.read_text()
+    if TABLE_MARKER not in text:
+        raise RuntimeError(f"{README} has no results table marker")
+    head, _, tail = text.partition(TABLE_MARKER)
+    lines = tail.split("\n")
+    # The table follows the marker; the new row goes after its last line.
+    insert_at = 1
+    while insert_at < len(lines) and lines[insert_at].startswith("|"):
+        insert_at += 1
+    lines.insert(insert_at, row.rstrip("\n"))
+    README.write_text(head + TABLE_MARKER + "\n".join(lines))
+
+
+def main() -> int:  # noqa: PLR0915 - one benchmark, one sequence of phases
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller, about 2 minutes")
+    parser.add_argument("--messages", type=int, help="N for runs 1-4 (200,000; quick 50,000)")
+    parser.add_argument("--rate", type=int, default=5000, help="readings/s for runs 5-6")
+    parser.add_argument("--latency-seconds", type=float, help="(60; quick 15)")
+    parser.add_argument("--outage-seconds", type=float, help="(30; quick 10)")
+    parser.add_argument("--output", type=Path, help="result JSON (bench/results/<date>.json)")
+    parser.add_argument("--no-readme", action="store_true", help="do not add a README row")
+    args = parser.parse_args()
+    n = args.messages or (50_000 if args.quick else 200_000)
+    latency_s = args.latency_seconds or (15.0 if args.quick else 60.0)
+    down_s = args.outage_seconds or (10.0 if args.quick else 30.0)
+    outage_timing = (5.0, down_s, 10.0) if args.quick else (10.0, down_s, 15.0)
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "machine": _machine(),
+        "mode": "quick" if args.quick else "full",
+        "messages": n,
+        "load_start": _load(),
+    }
+    _log(f"machine: {results['machine']}; load average {results['load_start']}")
     singles = _payloads(n, 1)
     arrays = _payloads(max(1, n // 100), 100)
     with tempfile.TemporaryDirectory(prefix="iot-bench-") as tmpdir:
         tmp = Path(tmpdir)
         broker = MosquittoServer()
-        broker.start()
-        pg = PostgresServer()
-        pg.start()
+        pg = PostgresServer(extra_settings={"track_commit_timestamp": "on"})
         try:
+            broker.start()
+            pg.start()
             bare = bare_subscriber(broker, singles)
-            results["bare_subscriber_msgs_per_s"] = round(bare)
-            print(f"bare subscriber: {bare:,.0f} msg/s")
-            pg_single = collector_drain(broker, pg.create_database("single"), singles, n, tmp)
-            results["postgres_single"] = pg_single
-            results["postgres_single_ratio_to_bare"] = round(pg_single["readings_per_s"] / bare, 3)
-            print(
-                f"postgres, single: {pg_single['readings_per_s']:,.0f} readings/s "
-                f"({pg_single['readings_per_s'] / bare:.2f} x bare), "
-                f"peak RSS {pg_single['peak_rss_mb']:.0f} MB"
+            results["bare_subscriber"] = bare
+            _log(f"1 bare subscriber: {bare['msgs_per_s']:,} msg/s")
+
+            single = collector_drain(broker, pg.create_database("single"), singles, n, tmp, pg=pg)
+            results["postgres_single"] = single
+            ratio = single["readings_per_s"] / bare["msgs_per_s"]
+            results["postgres_single_ratio_to_bare"] = round(ratio, 3)
+            _log(f"2 postgres, single: {single['readings_per_s']:,} readings/s ({ratio:.2f}x)")
+
+            array = collector_drain(
+                broker, pg.create_database("array"), arrays, len(arrays) * 100, tmp, pg=pg
             )
-            pg_array = collector_drain(
-                broker, pg.create_database("array"), arrays, len(arrays) * 100, tmp
-            )
-            results["postgres_array100"] = pg_array
-            print(f"postgres, arrays of 100: {pg_array['readings_per_s']:,.0f} readings/s")
+            results["postgres_array100"] = array
+            _log(f"3 postgres, arrays of 100: {array['readings_per_s']:,} readings/s")
+
             sq = collector_drain(broker, f"sqlite:///{tmp}/bench.db", singles, n, tmp)
             results["sqlite_single"] = sq
-            print(f"sqlite, single: {sq['readings_per_s']:,.0f} readings/s")
+            _log(f"4 sqlite, single: {sq['readings_per_s']:,} readings/s")
+
+            lat = latency(broker, pg, args.rate, latency_s, tmp)
+            results["latency"] = lat
+            _log(f"5 latency at {args.rate:,}/s: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms")
+
+            out = outage(broker, pg, args.rate, outage_timing, tmp)
+            results["outage"] = out
+            _log(
+                f"6 outage {down_s:.0f}s: RSS {out['peak_rss_during_outage_mb']} MB, "
+                f"lost {out['lost']}, duplicated {out['duplicated_rows']}"
+            )
         finally:
             broker.cleanup()
             pg.cleanup()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    results["load_end"] = _load()
+    results["targets"] = _targets(results)
+    output = args.output or RESULTS / f"ingest-{results['date'][:19].replace(':', '')}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    _log(json.dumps(results, indent=2))
+    if not args.no_readme:
+        append_row(results)
+        _log(f"row added to {README.relative_to(ROOT)}; results in {output.relative_to(ROOT)}")
     return 0
+
+
+def _targets(r: dict[str, Any]) -> dict[str, bool]:
+    """Issue 4's targets, each met or not."""
+    rss = [
+        r[k]["peak_rss_mb"]
+        for k in ("postgres_single", "postgres_array100", "sqlite_single", "latency", "outage")
+    ]
+    return {
+        "postgres_single_ge_40k": r["postgres_single"]["readings_per_s"] >= 40_000,
+        "postgres_single_ge_0.55x_bare": r["postgres_single_ratio_to_bare"] >= 0.55,
+        "postgres_array100_ge_100k": r["postgres_array100"]["readings_per_s"] >= 100_000,
+        "sqlite_ge_20k": r["sqlite_single"]["readings_per_s"] >= 20_000,
+        "p99_lt_250ms": r["latency"]["p99_ms"] < 250,
+        "rss_lt_200mb": max(rss) < 200,
+        "outage_zero_loss": r["outage"]["lost"] == 0 and r["outage"]["duplicated_rows"] == 0,
+        "latency_rate_reached": math.isclose(
+            r["latency"]["achieved_readings_per_s"], r["latency"]["rate"], rel_tol=0.05
+        ),
+    }
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v yamllint >/dev/null 2>&1 || need_apt+=(yamllint)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# The dashboard's browser test: Debian's Chromium (Playwright only drives it), with fonts.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-liberation fonts-dejavu-core)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing ${need_apt[*]}"

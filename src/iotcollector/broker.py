@@ -10,6 +10,13 @@ import logging
 from typing import Any
 
 from amqtt.broker import Broker
+from amqtt.errors import BrokerError
+
+from iotcollector.errors import IotCollectorError
+
+
+class EmbeddedBrokerError(IotCollectorError):
+    """The embedded broker could not start (most often: its port is taken)."""
 
 
 class EmbeddedBroker:
@@ -33,8 +40,12 @@ class EmbeddedBroker:
         }
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        self._broker = Broker(config)
-        await self._broker.start()
+        broker = Broker(config)
+        try:
+            await broker.start()
+        except BrokerError as exc:
+            raise EmbeddedBrokerError(str(exc)) from exc
+        self._broker = broker
 
     async def stop(self) -> None:
         if self._broker is not None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import sys
 
 from iotcollector import __version__
 from iotcollector.config import ApiAuth, Settings, load_settings
 from iotcollector.errors import ConfigError, StorageError
 from iotcollector.logs import configure_logging
+from iotcollector.simulator.cli import add_arguments as add_simulate_arguments
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "up",
         help="zero set-up: embedded broker (unless IOT_MQTT_URL is set), SQLite, API",
+    )
+    add_simulate_arguments(
+        commands.add_parser("simulate", help="simulate devices publishing readings over MQTT")
     )
     return parser
 
@@ -54,20 +59,30 @@ async def _serve(settings: Settings) -> int:
 
 
 async def _up(settings: Settings) -> int:
-    from iotcollector.broker import EmbeddedBroker  # noqa: PLC0415 - heavy imports for one command
+    from iotcollector.broker import (  # noqa: PLC0415 - heavy imports for one command
+        EmbeddedBroker,
+        EmbeddedBrokerError,
+    )
     from iotcollector.service import Service  # noqa: PLC0415
 
     log = configure_logging(settings.log_level, settings.log_format)
     broker = None
     if "mqtt_url" not in settings.model_fields_set:
-        broker = EmbeddedBroker("127.0.0.1", settings.embedded_mqtt_port)
+        port = settings.embedded_mqtt_port
+        if "embedded_mqtt_port" not in settings.model_fields_set and not _port_free(port):
+            port = _free_port()
+            log.warning(
+                "port %d is taken (another broker?): the embedded one uses %d",
+                settings.embedded_mqtt_port,
+                port,
+            )
+        broker = EmbeddedBroker("127.0.0.1", port)
         try:
             await broker.start()
-        except OSError as exc:
+        except EmbeddedBrokerError as exc:
             log.error(  # noqa: TRY400 - the message is the diagnosis
-                "cannot start the embedded MQTT broker on 127.0.0.1:%d (%s); "
-                "set IOT_EMBEDDED_MQTT_PORT to a free port, or IOT_MQTT_URL to your broker",
-                settings.embedded_mqtt_port,
+                "cannot start the embedded MQTT broker (%s); set IOT_EMBEDDED_MQTT_PORT to a "
+                "free port, or IOT_MQTT_URL to your broker",
                 exc,
             )
             return 1
@@ -95,6 +110,22 @@ async def _up(settings: Settings) -> int:
             await broker.stop()
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
 def _redacted(url: str) -> str:
     head, at, tail = url.rpartition("@")
     if not at:
@@ -114,4 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_migrate(settings))
     if args.command == "up":
         return asyncio.run(_up(settings))
+    if args.command == "simulate":
+        from iotcollector.simulator.cli import run as simulate  # noqa: PLC0415
+
+        return simulate(args, settings)
     return asyncio.run(_serve(settings))

@@ -21,6 +21,7 @@ from iotcollector.api.responses import error_body, json_response
 from iotcollector.api.routes.data import data_router
 from iotcollector.api.routes.devices import devices_router
 from iotcollector.api.schemas import UNAUTHORIZED, Health
+from iotcollector.dashboard import dashboard_router
 from iotcollector.errors import StorageError, TransientStorageError
 
 if TYPE_CHECKING:
@@ -145,6 +146,8 @@ def create_app(*, readiness: Readiness, metrics: Metrics, api: ApiContext | None
 
         for router in (data_router(api), devices_router(api)):
             app.include_router(router, dependencies=dependencies, responses=responses)
+        # The page at / needs no key: it asks for one and sends it with each /api request.
+        app.include_router(dashboard_router())
 
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     return app

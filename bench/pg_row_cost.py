@@ -1,0 +1,114 @@
+"""PostgreSQL CPU per stored row for variants of the write path (schema from migrations).
+
+Starts a private PostgreSQL, writes 200k simulator readings (1000 devices x 5 sensors) in
+batches of 2000, one transaction each, and reports rows/s and the CPU time of all PostgreSQL
+processes per row: load-independent, unlike rows/s on a shared machine.
+
+    .venv/bin/python -m bench.pg_row_cost [--rows 200000] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bench.ingest import _cpu_tree, _payloads, _postmaster_pid  # noqa: E402
+from iotcollector.domain.parse import parse_message  # noqa: E402
+from support.postgres import PostgresServer  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+SCHEMA = ROOT / "src/iotcollector/storage/migrations/postgres/0001_initial.sql"
+COPY_TYPES = ["text", "text", "float8", "text", "timestamptz"]
+Row = tuple[Any, ...]
+
+
+def _copy_direct(cur: psycopg.Cursor[Any], rows: list[Row]) -> None:
+    sql = b'COPY iot_data (device_id, sensor_type, value, unit, "timestamp") FROM STDIN BINARY'
+    with cur.copy(sql) as copy:
+        copy.set_types(COPY_TYPES)
+        for row in rows:
+            copy.write_row(row)
+
+
+def _staging(cur: psycopg.Cursor[Any], rows: list[Row]) -> None:
+    cur.execute(
+        b"CREATE TEMPORARY TABLE IF NOT EXISTS st (device_id text, sensor_type text,"
+        b" value double precision, unit text, ts timestamptz) ON COMMIT DELETE ROWS"
+    )
+    with cur.copy(b"COPY st FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(COPY_TYPES)
+        for row in rows:
+            copy.write_row(row)
+    cur.execute(
+        b'INSERT INTO iot_data (device_id, sensor_type, value, unit, "timestamp")'
+        b" SELECT * FROM st ON CONFLICT DO NOTHING"
+    )
+
+
+VARIANTS: list[tuple[str, list[bytes], Callable[[psycopg.Cursor[Any], list[Row]], None]]] = [
+    ("COPY straight into iot_data (no dedup: the floor)", [], _copy_direct),
+    ("COPY to temp staging + INSERT ON CONFLICT (current)", [], _staging),
+    ("same, without the timestamp index", [b"DROP INDEX iot_data_timestamp_idx"], _staging),
+    (
+        "same, unique key without INCLUDE (value)",
+        [
+            b"ALTER TABLE iot_data DROP CONSTRAINT iot_data_reading_key",
+            b'ALTER TABLE iot_data ADD CONSTRAINT k UNIQUE (device_id, sensor_type, "timestamp")',
+        ],
+        _staging,
+    ),
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    now = datetime.now(UTC)
+    rows: list[Row] = []
+    for payload in _payloads(args.rows, 1):
+        r = parse_message(payload, received_at=now).readings[0]
+        rows.append((r.device_id, r.sensor_type, r.value, r.unit, r.timestamp))
+    pg = PostgresServer()
+    pg.start()
+    try:
+        for repeat in range(args.repeats):
+            for number, (name, setup, write) in enumerate(VARIANTS):
+                url = pg.create_database(f"cost_{repeat}_{number}")
+                with psycopg.connect(url) as conn:
+                    conn.execute(SCHEMA.read_bytes())
+                    for statement in setup:
+                        conn.execute(statement)
+                    conn.commit()
+                    pid = _postmaster_pid(pg)
+                    cpu, began = _cpu_tree(pid), time.perf_counter()
+                    for offset in range(0, len(rows), 2000):
+                        with conn.cursor() as cur:
+                            write(cur, rows[offset : offset + 2000])
+                        conn.commit()
+                    elapsed = time.perf_counter() - began
+                    cpu = _cpu_tree(pid) - cpu
+                print(
+                    f"{name:55} {len(rows) / elapsed:9,.0f} rows/s"
+                    f"  PostgreSQL {cpu / len(rows) * 1e6:5.1f} µs CPU/row",
+                    flush=True,
+                )
+    finally:
+        pg.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""Device simulator, load generator and fault injector (``iot-collector simulate``).
+
+``models`` (device physics), ``payloads`` and ``stream`` (what is sent), ``packets`` and
+``connection`` (MQTT 5 on asyncio), ``runner`` (rates, bounds, summary), ``cli`` (options).
+"""

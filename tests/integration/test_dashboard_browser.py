@@ -1,0 +1,402 @@
+"""The built-in dashboard in real headless Chromium against a real ``iot-collector up``.
+
+Issue 8, acceptance 2: the page loads, lists the devices as online, draws a chart with data
+points, updates within 10 s, logs no console error; screenshots are saved as artifacts (into
+``$IOT_TEST_ARTIFACTS`` when set, else the test's temporary directory). With API keys set, the
+page asks for a key, says clearly when one is wrong, and shows the data with the right one.
+
+Chromium is the Debian package (``/usr/bin/chromium``), driven by Playwright's Python package;
+Playwright's own browser downloads are never used.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
+
+from support.mosquitto import free_port
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from playwright.sync_api import Browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DEVICES = ("dash-001", "dash-002", "dash-003")
+SENSORS = (("temperature", "C", 21.0), ("humidity", "%", 48.0))
+API_KEY = "dashboard-test-key-0123456789abcdef"
+KEY_STORAGE = "iotcollector.apiKey"
+NO_VALUE = "\u2013"  # what a counter shows before it has a value
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="/usr/bin/chromium is absent (apt-get install chromium); CI installs it",
+    ),
+]
+
+
+def _artifacts(tmp_path: Path) -> Path:
+    directory = Path(os.environ.get("IOT_TEST_ARTIFACTS") or tmp_path)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+class Up:
+    """``iot-collector up`` on free ports, in its own working directory."""
+
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+        self.mqtt_port, self.api_port = free_port(), free_port()
+        self.base = f"http://127.0.0.1:{self.api_port}"
+        self.log = workdir / "up.log"
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("IOT_")}
+        clean |= {
+            "IOT_EMBEDDED_MQTT_PORT": str(self.mqtt_port),
+            "IOT_API_PORT": str(self.api_port),
+            **(env or {}),
+        }
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "iotcollector", "up"],
+                cwd=workdir,
+                env=clean,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"`up` exited {self.proc.returncode}: {self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"`up` not ready after {timeout}s: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Devices(threading.Thread):
+    """A few devices publishing a reading of each sensor every half second (QoS 1)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.stopping = threading.Event()
+        self.published = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"dashboard-test-{os.getpid()}-{time.monotonic_ns()}",
+            protocol=mqtt.MQTTv311,
+        )
+        try:
+            client.connect("127.0.0.1", self.port)
+            client.loop_start()
+            step = 0
+            while not self.stopping.is_set():
+                now = datetime.now(UTC).isoformat()
+                for n, device in enumerate(DEVICES):
+                    for sensor, unit, base in SENSORS:
+                        value = base + n + 2 * math.sin(step / 5 + n)
+                        payload = {
+                            "device_id": device,
+                            "sensor_type": sensor,
+                            "value": round(value, 2),
+                            "unit": unit,
+                            "timestamp": now,
+                        }
+                        client.publish("iot/data", orjson.dumps(payload), qos=1)
+                        self.published += 1
+                step += 1
+                self.stopping.wait(0.5)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=10)
+
+
+class Console:
+    """Console errors and uncaught exceptions of a page."""
+
+    def __init__(self, page: Page) -> None:
+        self.errors: list[str] = []
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(f"{message.text} ({message.location.get('url', '')})")
+
+    def unexpected(self, *allowed: str) -> list[str]:
+        return [e for e in self.errors if not any(a in e for a in allowed)]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    collector = Up(tmp_path)
+    try:
+        collector.wait_ready()
+        yield collector
+    finally:
+        collector.stop()
+
+
+@pytest.fixture
+def up_with_keys(tmp_path: Path) -> Iterator[Up]:
+    collector = Up(tmp_path, {"IOT_API_KEYS": API_KEY})
+    try:
+        collector.wait_ready()
+        yield collector
+    finally:
+        collector.stop()
+
+
+def _wait_for_devices(base: str, count: int, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        body = httpx.get(f"{base}/api/devices", headers=headers, timeout=5).json()
+        if len(body["data"]) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the API never listed {count} devices")
+
+
+def _chart_totals(page: Page) -> tuple[int, int]:
+    """(charts with points, readings summed over every chart) as the page shows them."""
+    counts: list[int] = page.evaluate(
+        """() => {
+            const charts = [...document.querySelectorAll("figure.chart")];
+            return [
+                charts.filter((f) => Number(f.dataset.points) > 0 && f.querySelector("canvas"))
+                    .length,
+                charts.reduce((sum, f) => sum + Number(f.dataset.readings), 0),
+            ];
+        }"""
+    )
+    return counts[0], counts[1]
+
+
+def _screenshots_keyboard_phone_and_dark(page: Page, artifacts: Path) -> None:
+    """Screenshots on a desktop, a phone and in the dark scheme; the keyboard's way in."""
+    desktop = artifacts / "dashboard-desktop.png"
+    page.screenshot(path=str(desktop), full_page=True)
+    print(f"screenshot: {desktop}")
+
+    # Keyboard: the first Tab reaches the skip link, which leads to the content.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip-link"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+
+    # A phone-sized screen: nothing wider than the viewport, the charts resized to fit.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(500)
+    overflow = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"the page is {overflow}px wider than a phone screen"
+    widest = page.evaluate(
+        """() => Math.max(...[...document.querySelectorAll("figure.chart canvas")]
+            .map((c) => c.getBoundingClientRect().right))"""
+    )
+    assert 200 < widest <= 390, f"the charts were not fitted to the screen: {widest}px"
+    phone = artifacts / "dashboard-phone.png"
+    page.screenshot(path=str(phone), full_page=True)
+    print(f"screenshot: {phone}")
+
+    # The dark colour scheme: the charts are redrawn in its colours.
+    page.set_viewport_size({"width": 1280, "height": 1000})
+    page.emulate_media(color_scheme="dark")
+    page.wait_for_timeout(300)
+    dark = artifacts / "dashboard-dark.png"
+    page.screenshot(path=str(dark), full_page=True)
+    print(f"screenshot: {dark}")
+
+
+def test_dashboard_shows_live_devices_charts_and_counters(
+    browser: Browser, up: Up, tmp_path: Path
+) -> None:
+    devices = Devices(up.mqtt_port)
+    devices.start()
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    console = Console(page)
+    try:
+        _wait_for_devices(up.base, len(DEVICES))
+        response = page.goto(f"{up.base}/")
+        assert response is not None
+        assert response.ok
+        assert "default-src 'self'" in (response.headers.get("content-security-policy") or "")
+
+        # Devices, listed as online.
+        online = page.locator("#devices tbody tr[data-status='online']")
+        expect(online).to_have_count(len(DEVICES), timeout=15_000)
+        for device in DEVICES:
+            expect(page.locator(f"#devices tbody tr[data-device='{device}']")).to_contain_text(
+                "online"
+            )
+        expect(page.locator("#connection")).to_contain_text(
+            f"{len(DEVICES)} of {len(DEVICES)} devices online"
+        )
+
+        # One chart per device and sensor type, drawn with data points.
+        expect(page.locator("figure.chart")).to_have_count(len(DEVICES) * len(SENSORS))
+        page.wait_for_function(
+            """() => [...document.querySelectorAll("figure.chart")].some(
+                (f) => Number(f.dataset.points) > 0 && f.querySelector("canvas"))""",
+            timeout=15_000,
+        )
+        drawn, readings_before = _chart_totals(page)
+        assert drawn >= 1
+        first = page.locator("figure.chart[data-state='ok']").first
+        expect(first.locator("canvas")).to_be_visible()
+        label = first.locator(".plot").get_attribute("aria-label") or ""
+        assert "readings in" in label, label
+
+        # It updates by itself within 10 s: the counters and the charts move on.
+        received_before = page.locator("#m-received").inner_text()
+        started = time.monotonic()
+        page.wait_for_function(
+            """([received, readings]) => {
+                const charts = [...document.querySelectorAll("figure.chart")];
+                const total = charts.reduce((sum, f) => sum + Number(f.dataset.readings), 0);
+                return document.getElementById("m-received").textContent !== received
+                    && total > readings;
+            }""",
+            arg=[received_before, readings_before],
+            timeout=10_000,
+        )
+        print(f"dashboard updated after {time.monotonic() - started:.1f} s")
+        expect(page.locator("#m-message-rate")).not_to_have_text(NO_VALUE, timeout=10_000)
+
+        _screenshots_keyboard_phone_and_dark(page, _artifacts(tmp_path))
+
+        assert devices.error is None, devices.error
+        assert console.unexpected() == []
+    finally:
+        context.close()
+        devices.stop()
+
+
+def test_dashboard_asks_for_the_api_key(browser: Browser, up_with_keys: Up, tmp_path: Path) -> None:
+    up = up_with_keys
+    devices = Devices(up.mqtt_port)
+    devices.start()
+    context = browser.new_context(viewport={"width": 1024, "height": 900})
+    page = context.new_page()
+    console = Console(page)
+    try:
+        _wait_for_devices(up.base, 1, {"Authorization": f"Bearer {API_KEY}"})
+        page.goto(f"{up.base}/")
+
+        # The page itself is open; the data is not: it asks for a key.
+        form = page.locator("#key-section")
+        expect(form).to_be_visible(timeout=10_000)
+        expect(page.locator("#content")).to_be_hidden()
+        expect(page.locator("#connection")).to_have_text("An API key is required")
+        expect(page.get_by_label("API key", exact=True)).to_be_focused()
+
+        # A wrong key is refused with a clear message.
+        page.get_by_label("API key", exact=True).fill("not-the-right-key-0123456789")
+        page.get_by_role("button", name="Connect").click()
+        error = page.locator("#key-error")
+        expect(error).to_contain_text("This key was rejected by the collector")
+        expect(page.get_by_label("API key", exact=True)).to_have_attribute("aria-invalid", "true")
+        expect(page.locator("#content")).to_be_hidden()
+        assert page.evaluate(f"localStorage.getItem('{KEY_STORAGE}')") is None
+        rejected = _artifacts(tmp_path) / "dashboard-key-rejected.png"
+        page.screenshot(path=str(rejected))
+        print(f"screenshot: {rejected}")
+
+        # The right key, submitted with the keyboard, shows the data and is kept.
+        page.get_by_label("API key", exact=True).fill(API_KEY)
+        page.keyboard.press("Enter")
+        expect(form).to_be_hidden()
+        expect(page.locator("#devices tbody tr[data-status='online']")).to_have_count(
+            len(DEVICES), timeout=15_000
+        )
+        page.wait_for_function(
+            """() => [...document.querySelectorAll("figure.chart")].some(
+                (f) => Number(f.dataset.points) > 0)""",
+            timeout=15_000,
+        )
+        assert page.evaluate(f"localStorage.getItem('{KEY_STORAGE}')") == API_KEY
+        screenshot = _artifacts(tmp_path) / "dashboard-with-key.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+        print(f"screenshot: {screenshot}")
+
+        # Reloaded, it uses the kept key without asking.
+        page.reload()
+        expect(page.locator("#devices tbody tr")).to_have_count(len(DEVICES), timeout=15_000)
+        expect(form).to_be_hidden()
+        expect(page.get_by_role("button", name="Forget API key")).to_be_visible()
+
+        # A kept key that stops working (keys rotated): it asks again, and says why.
+        page.evaluate(f"localStorage.setItem('{KEY_STORAGE}', 'rotated-away-key-0123456789')")
+        page.reload()
+        expect(form).to_be_visible(timeout=10_000)
+        expect(error).to_contain_text("The saved key was not accepted")
+        assert page.evaluate(f"localStorage.getItem('{KEY_STORAGE}')") is None
+
+        # The only console errors are Chromium's notes of the refused (401) requests.
+        assert console.unexpected("status of 401") == []
+    finally:
+        context.close()
+        devices.stop()
