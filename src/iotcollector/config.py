@@ -50,8 +50,11 @@ class Settings(BaseSettings):
     mqtt_client_id: str = Field(default_factory=_default_client_id, min_length=1, max_length=128)
     mqtt_shared_group: str | None = None
     mqtt_status_topic: str = "iot/status/+"
+    mqtt_broker_stats: bool = True
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    # *_FILE: read the secret from a file (Docker/Kubernetes secrets); see _read_secret_files.
+    mqtt_password_file: Path | None = None
     mqtt_ca_file: Path | None = None
     mqtt_cert_file: Path | None = None
     mqtt_key_file: Path | None = None
@@ -62,6 +65,7 @@ class Settings(BaseSettings):
     embedded_mqtt_port: int = Field(default=1883, ge=0, le=65535)
 
     database_url: SecretStr = SecretStr("sqlite:///./data/iot.db")
+    database_url_file: Path | None = None
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=3000, ge=0, le=65535)
@@ -83,6 +87,8 @@ class Settings(BaseSettings):
 
     device_offline_after_s: int = Field(default=300, ge=1)
     retention_days: int | None = Field(default=None, ge=1)
+    # How often the running service purges (the first purge runs shortly after start-up).
+    retention_interval_s: float = Field(default=300.0, ge=1, le=86_400)
 
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
@@ -121,6 +127,26 @@ class Settings(BaseSettings):
         for position, key in enumerate(value, start=1):
             _check_api_key(key.get_secret_value(), f"key {position}")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: object) -> object:
+        """IOT_MQTT_PASSWORD_FILE / IOT_DATABASE_URL_FILE give the secret's value from a file.
+
+        One trailing newline is dropped (``echo secret > file``); setting both a variable and
+        its ``_FILE`` is refused, as is a file that is missing, unreadable or empty.
+        """
+        if not isinstance(data, dict):
+            return data
+        for name in ("mqtt_password", "database_url"):
+            path = data.get(f"{name}_file")
+            if path in {None, ""}:
+                continue
+            env = f"IOT_{name.upper()}"
+            if data.get(name) not in {None, ""}:
+                raise ValueError(f"set {env} or {env}_FILE, not both")
+            data = {**data, name: read_secret_file(Path(str(path)), f"{env}_FILE")}
+        return data
 
     @model_validator(mode="after")
     def _read_api_keys_file(self) -> Settings:
@@ -221,6 +247,18 @@ def _check_api_key(key: str, where: str) -> None:
         raise ValueError(f"{where} is shorter than {_MIN_API_KEY_CHARS} characters")
     if not key.isascii() or not key.isprintable() or any(c.isspace() or c == "," for c in key):
         raise ValueError(f"{where} must be printable ASCII without spaces or commas")
+
+
+def read_secret_file(path: Path, variable: str) -> str:
+    """A secret's value from ``path``: the whole file less one trailing newline."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{variable}: cannot read {path}: {type(exc).__name__}") from None
+    value = text.removesuffix("\n").removesuffix("\r")
+    if not value:
+        raise ValueError(f"{variable}: {path} is empty")
+    return value
 
 
 def read_api_keys_file(path: Path) -> tuple[str, ...]:

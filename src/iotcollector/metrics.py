@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from bisect import bisect_left
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -87,6 +88,50 @@ class BulkHistogram(Collector):
 
     def describe(self) -> Iterator[Metric]:
         yield HistogramMetricFamily(self._name, self._doc)
+
+
+class BrokerStats(Collector):
+    """Counters the broker publishes about itself (Mosquitto's ``$SYS`` tree), when it does."""
+
+    TOPICS: Final = {
+        "$SYS/broker/publish/messages/dropped": "dropped",
+        "$SYS/broker/clients/connected": "clients",
+    }
+
+    def __init__(self, namespace: str, registry: CollectorRegistry) -> None:
+        self._ns = namespace
+        self.dropped: float | None = None
+        self.clients: float | None = None
+        registry.register(self)
+
+    def update(self, topic: str, payload: bytes) -> bool:
+        """Take one ``$SYS`` message; False if it is not one of ours or not a number."""
+        name = self.TOPICS.get(topic)
+        try:
+            value = float(payload)
+        except ValueError:
+            return False
+        if name is None or not math.isfinite(value):
+            return False
+        setattr(self, name, value)
+        return True
+
+    def collect(self) -> Iterator[Metric]:
+        if self.dropped is not None:
+            yield CounterMetricFamily(
+                f"{self._ns}_broker_messages_dropped",
+                "Messages the broker dropped (full queues), as the broker reports it.",
+                value=self.dropped,
+            )
+        if self.clients is not None:
+            yield GaugeMetricFamily(
+                f"{self._ns}_broker_clients_connected",
+                "Clients connected to the broker, as the broker reports it.",
+                value=self.clients,
+            )
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
 
 
 class Metrics:
@@ -196,5 +241,6 @@ class Metrics:
             registry=registry,
             buckets=_SECONDS_BUCKETS,
         )
+        self.broker = BrokerStats(ns, registry)
         self.db_errors.labels(kind="transient")
         self.db_errors.labels(kind="permanent")

@@ -21,7 +21,7 @@ from iotcollector.config import ApiAuth
 from iotcollector.errors import StorageError
 from iotcollector.ingest import codec
 from iotcollector.ingest.subscriber import Delivery, MqttSubscriber
-from iotcollector.metrics import Metrics
+from iotcollector.metrics import BrokerStats, Metrics
 from iotcollector.pipeline.batcher import BatchLimits, Pipeline
 from iotcollector.storage.factory import open_storage
 
@@ -88,6 +88,7 @@ class Service:
             port=s.mqtt_port,
             client_id=s.mqtt_client_id,
             subscriptions=s.subscriptions,
+            optional_subscriptions=tuple(BrokerStats.TOPICS) if s.mqtt_broker_stats else (),
             on_message=self._on_message,
             on_connected=self._on_connected,
             logger=logger.getChild("mqtt"),
@@ -122,6 +123,11 @@ class Service:
         self._stop.set()
 
     def _on_message(self, deliveries: list[Delivery]) -> None:
+        if self._settings.mqtt_broker_stats and any(d.topic.startswith("$") for d in deliveries):
+            for d in deliveries:
+                if d.topic.startswith("$SYS/"):
+                    self.metrics.broker.update(d.topic, d.payload)
+            deliveries = [d for d in deliveries if not d.topic.startswith("$SYS/")]
         self._pipeline.submit(deliveries)
 
     def _on_connected(self, connected: bool) -> None:

@@ -110,6 +110,7 @@ class MqttSubscriber:
         port: int,
         client_id: str,
         subscriptions: Sequence[str],
+        optional_subscriptions: Sequence[str] = (),
         on_message: Callable[[list[Delivery]], None],
         on_connected: Callable[[bool], None],
         logger: logging.Logger,
@@ -126,6 +127,8 @@ class MqttSubscriber:
         self._port = port
         self._client_id = client_id
         self._subscriptions = list(subscriptions)
+        self._optional = list(optional_subscriptions)
+        self._optional_refused_logged = False
         self._on_message = on_message
         self._on_connected = on_connected
         self.log = logger
@@ -251,16 +254,24 @@ class MqttSubscriber:
                 "5" if version == codec.MQTT5 else "3.1.1",
                 "resumed" if session_present else "new",
             )
-            proto.write(codec.encode_subscribe(1, [(t, 1) for t in self._subscriptions], version))
+            filters = [(t, 1) for t in self._subscriptions] + [(t, 0) for t in self._optional]
+            proto.write(codec.encode_subscribe(1, filters, version))
             codes = await proto.suback
-        refused = [t for t, c in zip(self._subscriptions, codes, strict=False) if c >= 0x80]
-        if refused or len(codes) != len(self._subscriptions):
+        required = codes[: len(self._subscriptions)]
+        refused = [t for t, c in zip(self._subscriptions, required, strict=False) if c >= 0x80]
+        if refused or len(codes) != len(filters):
             reasons = ", ".join(
                 f"{t}: {codec.reason_text(c)}"
-                for t, c in zip(self._subscriptions, codes, strict=False)
+                for t, c in zip(self._subscriptions, required, strict=False)
                 if c >= 0x80
             )
             raise MqttRefusedError(f"broker refused subscriptions ({reasons or 'count mismatch'})")
+        optional_refused = [
+            t for t, c in zip(self._optional, codes[len(required) :], strict=True) if c >= 0x80
+        ]
+        if optional_refused and not self._optional_refused_logged:
+            self._optional_refused_logged = True
+            self.log.info("the broker does not offer %s", ", ".join(optional_refused))
         self._handshaking = False
         self._apply_pause()
         self._set_connected(True)

@@ -71,6 +71,7 @@ resource "aws_iot_policy" "collector" {
           "${local.arn_prefix}:topicfilter/$share/${var.shared_group}/${var.data_topic}",
           "${local.arn_prefix}:topicfilter/${var.data_topic}",
           "${local.arn_prefix}:topicfilter/${var.status_topic_prefix}/+",
+          "${local.arn_prefix}:topicfilter/$share/${var.shared_group}/${var.status_topic_prefix}/+",
         ]
       },
       {
