@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable, Iterator, Mapping
 
     from prometheus_client.metrics_core import Metric
 
@@ -244,3 +244,24 @@ class Metrics:
         self.broker = BrokerStats(ns, registry)
         self.db_errors.labels(kind="transient")
         self.db_errors.labels(kind="permanent")
+        self.retention_deleted = Counter(
+            "retention_deleted",
+            "Rows deleted by the retention purge (IOT_RETENTION_DAYS), by table.",
+            ["table"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.retention_last_success = Gauge(
+            "retention_last_success_timestamp_seconds",
+            "Unix time the last retention purge finished (0: none yet, or retention off).",
+            namespace=ns,
+            registry=registry,
+        )
+        for table in ("iot_data", "iot_rejected"):
+            self.retention_deleted.labels(table=table)
+
+    def record_retention(self, deleted: Mapping[str, int]) -> None:
+        """One finished purge: rows deleted per table."""
+        for table, count in deleted.items():
+            self.retention_deleted.labels(table=table).inc(count)
+        self.retention_last_success.set_to_current_time()

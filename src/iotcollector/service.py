@@ -24,6 +24,7 @@ from iotcollector.ingest.subscriber import Delivery, MqttSubscriber
 from iotcollector.metrics import BrokerStats, Metrics
 from iotcollector.pipeline.batcher import BatchLimits, Pipeline
 from iotcollector.storage.factory import open_storage
+from iotcollector.storage.retention import RetentionTask, open_purger
 
 if TYPE_CHECKING:
     import logging
@@ -215,6 +216,15 @@ class Service:
             asyncio.create_task(self._ping_loop(), name="db-ping"),
             asyncio.create_task(self._presence_loop(), name="presence"),
         ]
+        if self._settings.retention_days is not None:
+            retention = RetentionTask(
+                open_purger(self._settings.database_url.get_secret_value()),
+                days=self._settings.retention_days,
+                interval_s=self._settings.retention_interval_s,
+                logger=self._log.getChild("retention"),
+                on_purged=self.metrics.record_retention,
+            )
+            background.append(asyncio.create_task(retention.run(), name="retention"))
         writer = asyncio.create_task(self._pipeline.run(), name="pipeline")
         subscriber = asyncio.create_task(self._subscriber.run(), name="mqtt")
         try:

@@ -1,6 +1,7 @@
 """The built-in dashboard in real headless Chromium against a real ``iot-collector up``.
 
-Issue 8, acceptance 2: the page loads, lists the devices as online, draws a chart with data
+Issue 8, acceptance 2: against ``iot-collector up --simulate 5`` (the devices are simulated
+by the command itself), the page loads, lists the devices as online, draws a chart with data
 points, updates within 10 s, logs no console error; screenshots are saved as artifacts (into
 ``$IOT_TEST_ARTIFACTS`` when set, else the test's temporary directory). With API keys set, the
 page asks for a key, says clearly when one is wrong, and shows the data with the right one.
@@ -11,22 +12,16 @@ Playwright's own browser downloads are never used.
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-import orjson
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
 
 from support.mosquitto import free_port
@@ -47,8 +42,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DEVICES = ("dash-001", "dash-002", "dash-003")
-SENSORS = (("temperature", "C", 21.0), ("humidity", "%", 48.0))
+SIMULATED = 5
+DEVICES = tuple(f"sim-{i:04d}" for i in range(SIMULATED))  # what `up --simulate 5` names them
+SENSORS = ("temperature", "humidity", "pressure", "co2", "battery")
 API_KEY = "dashboard-test-key-0123456789abcdef"
 KEY_STORAGE = "iotcollector.apiKey"
 NO_VALUE = "\u2013"  # what a counter shows before it has a value
@@ -69,7 +65,7 @@ def _artifacts(tmp_path: Path) -> Path:
 
 
 class Up:
-    """``iot-collector up`` on free ports, in its own working directory."""
+    """``iot-collector up --simulate 5`` on free ports, in its own working directory."""
 
     def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
         self.mqtt_port, self.api_port = free_port(), free_port()
@@ -83,7 +79,7 @@ class Up:
         }
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "iotcollector", "up"],
+                [sys.executable, "-m", "iotcollector", "up", "--simulate", str(SIMULATED)],
                 cwd=workdir,
                 env=clean,
                 stdout=out,
@@ -111,53 +107,6 @@ class Up:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-class Devices(threading.Thread):
-    """A few devices publishing a reading of each sensor every half second (QoS 1)."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(daemon=True)
-        self.port = port
-        self.stopping = threading.Event()
-        self.published = 0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"dashboard-test-{os.getpid()}-{time.monotonic_ns()}",
-            protocol=mqtt.MQTTv311,
-        )
-        try:
-            client.connect("127.0.0.1", self.port)
-            client.loop_start()
-            step = 0
-            while not self.stopping.is_set():
-                now = datetime.now(UTC).isoformat()
-                for n, device in enumerate(DEVICES):
-                    for sensor, unit, base in SENSORS:
-                        value = base + n + 2 * math.sin(step / 5 + n)
-                        payload = {
-                            "device_id": device,
-                            "sensor_type": sensor,
-                            "value": round(value, 2),
-                            "unit": unit,
-                            "timestamp": now,
-                        }
-                        client.publish("iot/data", orjson.dumps(payload), qos=1)
-                        self.published += 1
-                step += 1
-                self.stopping.wait(0.5)
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-        finally:
-            client.disconnect()
-            client.loop_stop()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(timeout=10)
 
 
 class Console:
@@ -209,13 +158,15 @@ def up_with_keys(tmp_path: Path) -> Iterator[Up]:
 
 
 def _wait_for_devices(base: str, count: int, headers: dict[str, str] | None = None) -> None:
-    deadline = time.monotonic() + 20
+    """Wait until the API lists ``count`` devices, each with every simulated sensor type."""
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         body = httpx.get(f"{base}/api/devices", headers=headers, timeout=5).json()
-        if len(body["data"]) >= count:
+        complete = [d for d in body["data"] if len(d["sensor_types"]) >= len(SENSORS)]
+        if len(complete) >= count:
             return
         time.sleep(0.2)
-    raise AssertionError(f"the API never listed {count} devices")
+    raise AssertionError(f"the API never listed {count} devices with {len(SENSORS)} sensors")
 
 
 def _chart_totals(page: Page) -> tuple[int, int]:
@@ -273,8 +224,6 @@ def _screenshots_keyboard_phone_and_dark(page: Page, artifacts: Path) -> None:
 def test_dashboard_shows_live_devices_charts_and_counters(
     browser: Browser, up: Up, tmp_path: Path
 ) -> None:
-    devices = Devices(up.mqtt_port)
-    devices.start()
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
     console = Console(page)
@@ -328,17 +277,13 @@ def test_dashboard_shows_live_devices_charts_and_counters(
 
         _screenshots_keyboard_phone_and_dark(page, _artifacts(tmp_path))
 
-        assert devices.error is None, devices.error
         assert console.unexpected() == []
     finally:
         context.close()
-        devices.stop()
 
 
 def test_dashboard_asks_for_the_api_key(browser: Browser, up_with_keys: Up, tmp_path: Path) -> None:
     up = up_with_keys
-    devices = Devices(up.mqtt_port)
-    devices.start()
     context = browser.new_context(viewport={"width": 1024, "height": 900})
     page = context.new_page()
     console = Console(page)
@@ -399,4 +344,3 @@ def test_dashboard_asks_for_the_api_key(browser: Browser, up_with_keys: Up, tmp_
         assert console.unexpected("status of 401") == []
     finally:
         context.close()
-        devices.stop()

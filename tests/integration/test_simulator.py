@@ -286,6 +286,67 @@ def test_churn_reconnects_without_losing_readings(
     assert len(wills) >= summary["churned"]  # each drop fires a will (+ the final offline)
 
 
+@pytest.mark.parametrize("connections", ["1", "devices"])
+def test_mqtt311(
+    broker: MosquittoServer, subscriber: Subscriber, tmp_path: Path, connections: str
+) -> None:
+    """``--protocol 3.1.1``: CONNECT level 4 (a Last Will without properties), PUBLISH without."""
+    prefix = f"v311-{connections}"
+    summary = simulate(
+        broker.url,
+        tmp_path,
+        *("--protocol", "3.1.1", "--devices", "5", "--count", "100", "--total-rate", "0"),
+        *("--connections", connections, "--device-prefix", prefix, "--qos", "2"),
+    )
+    assert summary["protocol"] == "3.1.1"
+    assert summary["published"] == summary["acknowledged"] == 100
+    assert summary["errors"] == 0
+    assert summary["status_published"] == 10
+
+    def mine() -> list[bytes]:
+        return [p for p in subscriber.data() if prefix.encode() in p]
+
+    assert subscriber.wait(lambda: len(mine()) >= 100)
+    readings = [r for payload in mine() for r in _parse(payload)[0]]
+    assert len({(r.device_id, r.sensor_type, r.timestamp) for r in readings}) == 100
+    statuses = sorted(p for t, p, _ in subscriber.status() if prefix in t)
+    assert statuses == [b"offline"] * 5 + [b"online"] * 5
+
+
+def test_mqtt311_last_will_and_protocol_from_the_environment(
+    broker: MosquittoServer, subscriber: Subscriber
+) -> None:
+    """IOT_MQTT_PROTOCOL=3.1.1 is the default of --protocol; the broker fires 3.1.1 wills."""
+    proc = subprocess.Popen(
+        _args(
+            broker.url,
+            *("--devices", "3", "--connections", "devices", "--rate", "2", "--duration", "60"),
+            *("--device-prefix", "lwt311"),
+        ),
+        env={**os.environ, "IOT_MQTT_PROTOCOL": "3.1.1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def status(payload: bytes) -> set[str]:
+            return {t for t, p, _ in subscriber.status() if p == payload and "lwt311" in t}
+
+        assert subscriber.wait(lambda: len(status(b"online")) == 3), subscriber.status()
+        assert subscriber.wait(lambda: any(b"lwt311" in p for p in subscriber.data()))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert subscriber.wait(lambda: len(status(b"offline")) == 3, timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_mqtt5_is_the_default(broker: MosquittoServer, tmp_path: Path) -> None:
+    summary = simulate(broker.url, tmp_path, "--count", "5", "--total-rate", "0")
+    assert summary["protocol"] == "5"
+
+
 def test_sigterm_stops_gracefully_with_the_summary(broker: MosquittoServer, tmp_path: Path) -> None:
     summary_path = tmp_path / "summary.json"
     proc = subprocess.Popen(
@@ -411,5 +472,19 @@ def test_username_and_password(tmp_path: Path) -> None:
         bad = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30, check=False)
         assert bad.returncode == 1
         assert "bad user name or password" in bad.stderr or "not authorized" in bad.stderr
+        # The same over MQTT 3.1.1, whose return codes are named the same way.
+        for password, code in (("wrong", 1), ("s3cret", 0)):
+            env["IOT_MQTT_PASSWORD"] = password
+            result = subprocess.run(
+                [*cmd, "--protocol", "3.1.1"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            assert result.returncode == code, result.stderr
+            expected = ["bad user name or", "not authorized"] if code else ["over MQTT 3.1.1"]
+            assert any(text in result.stderr for text in expected), result.stderr
     finally:
         broker.cleanup()

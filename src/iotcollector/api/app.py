@@ -21,6 +21,7 @@ from iotcollector.api.responses import error_body, json_response
 from iotcollector.api.routes.data import data_router
 from iotcollector.api.routes.devices import devices_router
 from iotcollector.api.schemas import UNAUTHORIZED, Health
+from iotcollector.api.security import SecurityHeadersMiddleware
 from iotcollector.dashboard import dashboard_router
 from iotcollector.errors import StorageError, TransientStorageError
 
@@ -150,6 +151,7 @@ def create_app(*, readiness: Readiness, metrics: Metrics, api: ApiContext | None
         app.include_router(dashboard_router())
 
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: error answers get them too
     return app
 
 

@@ -14,7 +14,7 @@ import contextlib
 import random
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from iotcollector.errors import MqttError, MqttRefusedError
 from iotcollector.ingest import codec
@@ -52,8 +52,8 @@ class _Protocol(asyncio.Protocol):
         self.last_write = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast("asyncio.Transport", transport)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():

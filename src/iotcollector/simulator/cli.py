@@ -14,12 +14,14 @@ if TYPE_CHECKING:
     import ssl
 
     from iotcollector.config import Settings
+    from iotcollector.simulator.connection import Endpoint
 
 EPILOG = """\
 Rates count readings: a single message holds one, a batch --batch-size, a multi message five.
 --count and --duration bound the run (default: --duration 60); Ctrl-C or SIGTERM stops it
 gracefully with the summary. Connection settings default to IOT_MQTT_URL, IOT_MQTT_USERNAME,
-IOT_MQTT_PASSWORD, IOT_MQTT_CA_FILE, IOT_MQTT_CERT_FILE and IOT_MQTT_KEY_FILE.
+IOT_MQTT_PASSWORD, IOT_MQTT_CA_FILE, IOT_MQTT_CERT_FILE, IOT_MQTT_KEY_FILE and
+IOT_MQTT_PROTOCOL; MQTT 5 falls back to 3.1.1 when the broker does not speak 5.
 Per-device Last Will (broker-published "offline" when a device dies) needs --connections
 devices; multiplexed connections publish "online"/"offline" for each device themselves.
 See docs/simulator.md.
@@ -37,6 +39,14 @@ def _non_negative(text: str) -> float:
     value = float(text)
     if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError("must be a number >= 0")
+    return value
+
+
+def simulated_devices(text: str) -> int:
+    """``up --simulate N``: 0 (none) to 100,000 devices."""
+    value = int(text)
+    if not 0 <= value <= 100_000:
+        raise argparse.ArgumentTypeError("must be between 0 and 100,000")
     return value
 
 
@@ -96,6 +106,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     conn.add_argument("--cert-file", type=Path)
     conn.add_argument("--key-file", type=Path)
     conn.add_argument(
+        "--protocol",
+        choices=("5", "3.1.1"),
+        help="MQTT version (IOT_MQTT_PROTOCOL, 5); 5 falls back to 3.1.1 if the broker refuses it",
+    )
+    conn.add_argument(
         "--connections",
         type=_connections,
         default=1,
@@ -139,12 +154,59 @@ def _tls_context(
     return context
 
 
+def endpoint_from_settings(  # noqa: PLR0913 - each overrides one setting
+    settings: Settings,
+    *,
+    url: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: Path | None = None,
+    cert_file: Path | None = None,
+    key_file: Path | None = None,
+    protocol: str | None = None,
+    keepalive_s: int = 60,
+) -> Endpoint:
+    """The broker of ``settings`` (IOT_MQTT_*), each given argument overriding its setting.
+
+    Raises ``ValueError`` for a URL that is not ``mqtt://`` or ``mqtts://``, ``OSError`` for
+    TLS files that cannot be read.
+    """
+    from iotcollector.simulator.connection import (  # noqa: PLC0415 - heavy imports
+        Endpoint,
+        protocol_version,
+    )
+
+    url = url or settings.mqtt_url
+    parts = urlsplit(url)
+    if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
+        raise ValueError(f"bad --url {url!r}")
+    if password is None and settings.mqtt_password is not None:
+        password = settings.mqtt_password.get_secret_value()
+    tls = (
+        _tls_context(
+            ca_file or settings.mqtt_ca_file,
+            cert_file or settings.mqtt_cert_file,
+            key_file or settings.mqtt_key_file,
+        )
+        if parts.scheme == "mqtts"
+        else None
+    )
+    return Endpoint(
+        host=parts.hostname,
+        port=parts.port or (8883 if tls else 1883),
+        ssl=tls,
+        username=username or settings.mqtt_username,
+        password=password,
+        keepalive_s=keepalive_s,
+        protocol=protocol_version(protocol or settings.mqtt_protocol),
+    )
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Build the options and endpoint from ``args`` over ``settings``; run; print the summary."""
     import orjson  # noqa: PLC0415 - heavy imports for one command
 
     from iotcollector.errors import MqttError  # noqa: PLC0415
-    from iotcollector.simulator.connection import Endpoint  # noqa: PLC0415
     from iotcollector.simulator.payloads import Format  # noqa: PLC0415
     from iotcollector.simulator.runner import (  # noqa: PLC0415
         Simulation,
@@ -153,20 +215,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         progress_stream,
     )
 
-    url = args.url or settings.mqtt_url
-    parts = urlsplit(url)
-    if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
-        print(f"iot-collector simulate: bad --url {url!r}", file=sys.stderr)  # noqa: T201
-        return 2
     duration = args.duration
     if args.count is None and duration is None:
         duration = 60.0
-    password = args.password
-    if password is None and settings.mqtt_password is not None:
-        password = settings.mqtt_password.get_secret_value()
-    cert_file = args.cert_file or settings.mqtt_cert_file
-    key_file = args.key_file or settings.mqtt_key_file
     try:
+        endpoint = endpoint_from_settings(
+            settings,
+            url=args.url,
+            username=args.username,
+            password=args.password,
+            ca_file=args.ca_file,
+            cert_file=args.cert_file,
+            key_file=args.key_file,
+            protocol=args.protocol,
+            keepalive_s=args.keepalive,
+        )
         options = SimulatorOptions(
             devices=args.devices,
             rate=args.rate,
@@ -191,22 +254,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             drain_s=args.drain_timeout,
         )
         options.validate()
-        tls = (
-            _tls_context(args.ca_file or settings.mqtt_ca_file, cert_file, key_file)
-            if parts.scheme == "mqtts"
-            else None
-        )
     except (ValueError, OSError) as exc:
         print(f"iot-collector simulate: {exc}", file=sys.stderr)  # noqa: T201
         return 2
-    endpoint = Endpoint(
-        host=parts.hostname,
-        port=parts.port or (8883 if tls else 1883),
-        ssl=tls,
-        username=args.username or settings.mqtt_username,
-        password=password,
-        keepalive_s=args.keepalive,
-    )
 
     async def main() -> int:
         simulation = Simulation(options, endpoint, progress=progress_stream())
@@ -227,7 +277,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(  # noqa: T201 - the one line a user sees at the end
             f"simulate: {summary.published:,} published, {summary.acknowledged:,} acknowledged, "
             f"{summary.readings:,} readings in {summary.elapsed_s:.1f}s "
-            f"({summary.readings_per_s:,.0f}/s), {summary.errors:,} errors "
+            f"({summary.readings_per_s:,.0f}/s) over MQTT {summary.protocol}, "
+            f"{summary.errors:,} errors "
             f"[stopped by {summary.stopped_by}]",
             file=sys.stderr,
         )

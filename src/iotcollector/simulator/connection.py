@@ -4,6 +4,9 @@ A connection carries one device (``--connections devices``: its Last Will is tha
 ``offline``) or many (multiplexed: no will can speak for many devices, so it publishes each
 device's ``offline`` itself when it closes cleanly). Writes are gathered and sent once per
 event-loop turn; PUBACKs are read by an :class:`asyncio.Protocol` without a task per message.
+
+It speaks MQTT 5 or 3.1.1 (:attr:`Endpoint.protocol`); asked for 5, it falls back to 3.1.1
+when the broker's CONNACK says it does not speak 5, as the collector's subscriber does.
 """
 
 from __future__ import annotations
@@ -14,22 +17,27 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from iotcollector.errors import MqttError, MqttRefusedError
 from iotcollector.ingest.codec import (
     CONNACK,
     DISCONNECT,
     DISCONNECT_PACKET,
+    MQTT5,
+    MQTT311,
     PINGREQ_PACKET,
     PUBACK,
+    UNSUPPORTED_VERSION_CODES,
     PacketReader,
     ProtocolError,
+    decode_disconnect,
     reason_text,
 )
 from iotcollector.simulator.packets import (
     PUBCOMP,
     PUBREC,
+    ConnAck,
     Will,
     ack_reason,
     decode_connack,
@@ -61,6 +69,20 @@ class Endpoint:
     keepalive_s: int = 60
     connect_timeout_s: float = 10.0
     reconnect_max_s: float = 5.0
+    protocol: int = MQTT5  # MQTT5 (falls back to 3.1.1 if the broker refuses it) or MQTT311
+
+
+def protocol_name(version: int) -> str:
+    """``"5"`` or ``"3.1.1"``, as ``--protocol`` and IOT_MQTT_PROTOCOL spell it."""
+    return "5" if version == MQTT5 else "3.1.1"
+
+
+def protocol_version(name: str) -> int:
+    """The CONNECT protocol level of ``"5"`` or ``"3.1.1"``."""
+    versions = {"5": MQTT5, "3.1.1": MQTT311}
+    if name not in versions:
+        raise ValueError(f"MQTT protocol must be 5 or 3.1.1, not {name!r}")
+    return versions[name]
 
 
 @dataclass(slots=True)
@@ -97,8 +119,9 @@ class _Protocol(asyncio.Protocol):
         self.lost: asyncio.Future[None] = loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports (``up --simulate`` runs on uvloop) implement asyncio.Transport
+        # without subclassing it.
+        self.transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -144,6 +167,7 @@ class Connection:
         self.window = self.max_window
         self.status = status
         self.per_device = len(self.device_ids) == 1
+        self.version = endpoint.protocol  # MQTT 3.1.1 once the broker has refused MQTT 5
         self._proto: _Protocol | None = None
         self._connected = False
         self._closing = False
@@ -194,6 +218,37 @@ class Connection:
 
     async def connect(self) -> None:
         """Connect (or reconnect), publish ``online``, re-send what was not acknowledged."""
+        proto, ack = await self._handshake()
+        if self.version == MQTT5 and ack.reason_code in UNSUPPORTED_VERSION_CODES:
+            # The broker does not speak MQTT 5: fall back to 3.1.1, for reconnects too.
+            if proto.transport is not None:
+                proto.transport.close()
+            self.version = MQTT311
+            proto, ack = await self._handshake()
+        assert proto.transport is not None
+        if ack.reason_code:
+            proto.transport.close()
+            detail = reason_text(ack.reason_code)
+            if ack.reason_string:
+                detail += f" ({ack.reason_string})"
+            raise MqttRefusedError(f"broker refused {self.client_id!r}: {detail}")
+        if self.qos > ack.maximum_qos:
+            proto.transport.close()
+            raise MqttRefusedError(f"the broker supports QoS up to {ack.maximum_qos} only")
+        self._proto = proto
+        self._connected = True
+        self.counters.connects += 1
+        self.window = max(1, min(self.max_window, ack.receive_maximum))
+        for packet, _data in self._inflight.values():
+            self._write(set_dup(packet))
+            self.counters.resent += 1
+        self._holding = False
+        if self.status:
+            self._statuses.extend((self._status_topics[d], ONLINE) for d in self.device_ids)
+        self._pump()
+
+    async def _handshake(self) -> tuple[_Protocol, ConnAck]:
+        """Open the transport, send CONNECT in :attr:`version`, return the CONNACK."""
         ep = self.endpoint
         loop = asyncio.get_running_loop()
         will = (
@@ -218,36 +273,16 @@ class Connection:
                         will=will,
                         username=ep.username,
                         password=ep.password,
+                        version=self.version,
                     )
                 )
-                ack = decode_connack(await proto.connack)
+                return proto, decode_connack(await proto.connack, self.version)
         except TimeoutError:
             raise MqttError(
                 f"{ep.host}:{ep.port}: no CONNACK within {ep.connect_timeout_s}s"
             ) from None
         except OSError as exc:
             raise MqttError(f"{ep.host}:{ep.port}: {exc}") from exc
-        if ack.reason_code >= 0x80:
-            assert proto.transport is not None
-            proto.transport.close()
-            detail = reason_text(ack.reason_code)
-            if ack.reason_string:
-                detail += f" ({ack.reason_string})"
-            raise MqttRefusedError(f"broker refused {self.client_id!r}: {detail}")
-        if self.qos > ack.maximum_qos:
-            proto.transport.close()
-            raise MqttRefusedError(f"the broker supports QoS up to {ack.maximum_qos} only")
-        self._proto = proto
-        self._connected = True
-        self.counters.connects += 1
-        self.window = max(1, min(self.max_window, ack.receive_maximum))
-        for packet, _data in self._inflight.values():
-            self._write(set_dup(packet))
-            self.counters.resent += 1
-        self._holding = False
-        if self.status:
-            self._statuses.extend((self._status_topics[d], ONLINE) for d in self.device_ids)
-        self._pump()
 
     async def run_reconnect(self) -> None:
         """Reconnect with capped exponential backoff and jitter until it works or we close."""
@@ -294,7 +329,7 @@ class Connection:
     def _send(self, topic: bytes, payload: bytes, *, data: bool, retain: bool) -> None:
         qos = self.qos if data else 1
         if qos == 0:
-            self._write(encode_publish(topic, payload, 0, 0, retain=retain))
+            self._write(encode_publish(topic, payload, 0, 0, retain=retain, version=self.version))
             self.counters.published += 1
             return
         packet_id = self._next_id
@@ -304,7 +339,7 @@ class Connection:
             if packet_id not in inflight:
                 break
         self._next_id = packet_id
-        packet = encode_publish(topic, payload, qos, packet_id, retain=retain)
+        packet = encode_publish(topic, payload, qos, packet_id, retain=retain, version=self.version)
         inflight[packet_id] = (packet, data)
         if data:
             self.counters.published += 1
@@ -366,7 +401,7 @@ class Connection:
             else:
                 self._write(encode_pubrel(packet_id))
         elif ptype == DISCONNECT:
-            reason = body[0] if body else 0
+            reason = decode_disconnect(body)
             self.counters.error("broker_disconnect", f"broker: {reason_text(reason)}")
 
     # -- closing -----------------------------------------------------------------------------

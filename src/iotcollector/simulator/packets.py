@@ -1,15 +1,41 @@
-"""The publisher's side of MQTT 5: CONNECT with a Last Will, PUBLISH, PUBREL; CONNACK fields.
+"""The publisher's side of MQTT 5 and 3.1.1: PUBLISH, PUBREL, acknowledgements, CONNACK fields.
 
-Decoding of the incoming stream and the remaining-length rule come from the collector's own
-codec (:mod:`iotcollector.ingest.codec`); this module adds what a device needs.
+CONNECT (with a Last Will), the remaining-length rule and the decoding of the incoming stream
+come from the collector's own codec (:mod:`iotcollector.ingest.codec`); this module adds what
+a device needs on top. A ``version`` is the CONNECT protocol level: ``MQTT5`` (5) or
+``MQTT311`` (4); 3.1.1 packets carry no properties and its acknowledgements no reason code.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
-from iotcollector.ingest.codec import ProtocolError, decode_varint, encode_remaining_length
+from iotcollector.ingest.codec import (
+    MQTT5,
+    ProtocolError,
+    Will,
+    connack_reason,
+    decode_varint,
+    encode_connect,
+    encode_remaining_length,
+)
+from iotcollector.ingest.codec import encode_string as mqtt_string
+
+__all__ = [
+    "PUBCOMP",
+    "PUBREC",
+    "PUBREL",
+    "ConnAck",
+    "Will",
+    "ack_reason",
+    "decode_connack",
+    "encode_connect",
+    "encode_publish",
+    "encode_pubrel",
+    "mqtt_string",
+    "set_dup",
+    "topic_prefix",
+]
 
 PUBREC = 5
 PUBREL = 6
@@ -22,63 +48,26 @@ _PROP_MAXIMUM_PACKET_SIZE = 0x27
 _PROP_REASON_STRING = 0x1F
 
 
-def mqtt_string(value: str | bytes) -> bytes:
-    raw = value.encode() if isinstance(value, str) else value
-    if len(raw) > 65535:
-        raise ValueError("MQTT strings are at most 65535 bytes")
-    return struct.pack("!H", len(raw)) + raw
-
-
-def _packet(first_byte: int, body: bytes) -> bytes:
-    return bytes([first_byte]) + encode_remaining_length(len(body)) + body
-
-
-@dataclass(frozen=True, slots=True)
-class Will:
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = True
-
-
-def encode_connect(  # noqa: PLR0913 - the CONNECT fields
-    client_id: str,
-    *,
-    keepalive: int,
-    clean_start: bool = True,
-    will: Will | None = None,
-    username: str | None = None,
-    password: str | None = None,
-) -> bytes:
-    """MQTT 5 CONNECT; no session kept (Session Expiry 0): a device resends what was unacked."""
-    flags = 0x02 if clean_start else 0
-    payload = mqtt_string(client_id)
-    if will is not None:
-        flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
-        payload += b"\x00" + mqtt_string(will.topic) + mqtt_string(will.payload)
-    if username is not None:
-        flags |= 0x80
-        payload += mqtt_string(username)
-    if password is not None:
-        flags |= 0x40
-        payload += mqtt_string(password)
-    variable = mqtt_string("MQTT") + bytes([5, flags]) + struct.pack("!H", keepalive) + b"\x00"
-    return _packet(0x10, variable + payload)
-
-
 def topic_prefix(topic: str) -> bytes:
     """The encoded topic name, computed once per topic and reused for every PUBLISH."""
     return mqtt_string(topic)
 
 
-def encode_publish(
-    topic: bytes, payload: bytes, qos: int, packet_id: int, *, retain: bool = False
+def encode_publish(  # noqa: PLR0913 - the PUBLISH fields
+    topic: bytes,
+    payload: bytes,
+    qos: int,
+    packet_id: int,
+    *,
+    retain: bool = False,
+    version: int = MQTT5,
 ) -> bytes:
     """PUBLISH with an already encoded topic (:func:`topic_prefix`) and no properties."""
+    props = b"\x00" if version == MQTT5 else b""
     if qos:
-        body = topic + packet_id.to_bytes(2, "big") + b"\x00" + payload
+        body = topic + packet_id.to_bytes(2, "big") + props + payload
     else:
-        body = topic + b"\x00" + payload
+        body = topic + props + payload
     first = 0x30 | (qos << 1) | (1 if retain else 0)
     return bytes([first]) + encode_remaining_length(len(body)) + body
 
@@ -154,10 +143,17 @@ def _properties(body: bytes, pos: int) -> dict[int, int | bytes]:
     return props
 
 
-def decode_connack(body: bytes) -> ConnAck:
-    """CONNACK with the properties a publisher must respect."""
+def decode_connack(body: bytes, version: int = MQTT5) -> ConnAck:
+    """CONNACK with the properties a publisher must respect.
+
+    The reason code is MQTT 5's (a 3.1.1 return code is translated, see
+    :func:`~iotcollector.ingest.codec.connack_reason`); 3.1.1 has no properties, so no
+    Receive Maximum: the publisher's own window applies.
+    """
     if len(body) < 2:
         raise ProtocolError("CONNACK too short")
+    if version != MQTT5:
+        return ConnAck(bool(body[0] & 0x01), connack_reason(body[1], version))
     props = _properties(body, 2) if len(body) > 2 else {}
     reason = props.get(_PROP_REASON_STRING)
     packet_size = props.get(_PROP_MAXIMUM_PACKET_SIZE)

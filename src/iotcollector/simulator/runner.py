@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from iotcollector.errors import MqttError
-from iotcollector.simulator.connection import Connection, Counters, Endpoint
+from iotcollector.simulator.connection import Connection, Counters, Endpoint, protocol_name
 from iotcollector.simulator.packets import topic_prefix
 from iotcollector.simulator.payloads import Format
 from iotcollector.simulator.stream import MessageStream, StreamConfig
@@ -106,6 +106,7 @@ class Summary:
     format: str
     qos: int
     seed: int
+    protocol: str = ""  # "5" or "3.1.1": what the broker accepted ("3.1.1" if any fell back)
     stopped_by: str = ""
     elapsed_s: float = 0.0
     published: int = 0
@@ -208,6 +209,10 @@ class Simulation:
             self._topics = [topic_prefix(opts.topic.format(device_id=d)) for d in ids]
 
     async def _connect_all(self) -> None:
+        # The first connection finds the protocol version (MQTT 5, or 3.1.1 after a fallback);
+        # the others start with it instead of each being refused once.
+        first, *others = self._connections
+        await first.connect()
         limit = asyncio.Semaphore(_CONNECT_CONCURRENCY)
 
         async def one(conn: Connection) -> None:
@@ -215,7 +220,8 @@ class Simulation:
                 await conn.connect()
 
         async with asyncio.TaskGroup() as group:
-            for conn in self._connections:
+            for conn in others:
+                conn.version = first.version
                 group.create_task(one(conn))
 
     def stop(self, reason: str = "signal") -> None:
@@ -235,6 +241,7 @@ class Simulation:
             for conn in self._connections:
                 conn.drop()
             raise MqttError(str(first)) from None
+        self.summary.protocol = protocol_name(min(conn.version for conn in self._connections))
         self._started = time.monotonic()
         progress = asyncio.create_task(self._progress_loop())
         helpers = [asyncio.create_task(self._keepalive())]

@@ -73,7 +73,7 @@ class Storage(BatchWriter, Protocol):
 # -- reading back -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredReading:
     """One row of ``iot_data`` as the API returns it."""
 
@@ -104,7 +104,7 @@ class Position:
     id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Bucket:
     """Aggregate of one time bucket ``[start, start + width)`` that holds at least one row."""
 

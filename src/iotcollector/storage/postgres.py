@@ -424,8 +424,9 @@ class PostgresStorage:
             "start": start,
             "end": end,
         }
-        async with self._reading("aggregate") as conn:
-            cur = await conn.execute(sql, params)
+        async with self._reading("aggregate") as conn, conn.cursor(binary=True) as cur:
+            # Binary results: a day of 1-minute buckets parses in half the time of text.
+            await cur.execute(sql, params)
             return [Bucket(*row) for row in await cur.fetchall()]
 
     async def list_devices(

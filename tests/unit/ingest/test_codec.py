@@ -138,3 +138,45 @@ def test_mqtt311_connect_subscribe_and_publish_have_no_properties() -> None:
     body = b"\x00\x01a\x00\x07payload"
     assert codec.decode_publish(0x02, body, codec.MQTT311) == ("a", b"payload", 7)
     assert codec.decode_suback(b"\x00\x01\x01", codec.MQTT311) == (1, [1])
+
+
+def test_connect_properties_only_when_asked() -> None:
+    # No session kept and no Receive Maximum: an empty property list (a device's CONNECT).
+    bare = codec.encode_connect("d", keepalive=10)
+    assert bare == b"\x10\x0e\x00\x04MQTT\x05\x02\x00\x0a\x00\x00\x01d"
+    with_max = codec.encode_connect("d", keepalive=10, receive_maximum=0)
+    assert with_max[12:16] == b"\x03\x21\x00\x01"  # at least 1
+
+
+def test_mqtt311_connect_with_credentials_and_will() -> None:
+    packet = codec.encode_connect(
+        "c",
+        clean_session=True,
+        keepalive=5,
+        session_expiry_s=60,  # no such thing in 3.1.1: ignored
+        receive_maximum=10,
+        will=codec.Will("s/c", b"off"),
+        username="u",
+        password="p",
+        version=codec.MQTT311,
+    )
+    assert packet == (
+        b"\x10\x1d\x00\x04MQTT\x04\xee\x00\x05\x00\x01c\x00\x03s/c\x00\x03off\x00\x01u\x00\x01p"
+    )
+
+
+def test_connack_reason_translates_mqtt311_return_codes() -> None:
+    assert codec.connack_reason(0, codec.MQTT311) == 0
+    assert codec.connack_reason(0x05, codec.MQTT311) == 0x87
+    assert codec.connack_reason(0x01, codec.MQTT311) in codec.UNSUPPORTED_VERSION_CODES
+    assert codec.connack_reason(0x86, codec.MQTT5) == 0x86
+    assert codec.reason_text(codec.connack_reason(0x04, codec.MQTT311)) == (
+        "bad user name or password"
+    )
+
+
+def test_encode_string_is_length_prefixed() -> None:
+    assert codec.encode_string("ab") == b"\x00\x02ab"
+    assert codec.encode_string(b"\xff") == b"\x00\x01\xff"
+    with pytest.raises(ValueError, match="65535"):
+        codec.encode_string(b"x" * 65536)
