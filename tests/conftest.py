@@ -13,6 +13,7 @@ _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
+from support.mosquitto import MosquittoServer, mosquitto_available  # noqa: E402
 from support.postgres import PostgresServer, postgres_available  # noqa: E402
 
 if TYPE_CHECKING:
@@ -42,3 +43,23 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     yield url
     if postgres_server.running:
         postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def broker() -> Iterator[MosquittoServer]:
+    """A private Mosquitto (persistence on, deliberate queue limits) for one test."""
+    if not mosquitto_available():
+        pytest.skip("mosquitto is not installed")
+    server = MosquittoServer()
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The test runs once on SQLite (a file in tmp_path) and once on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/iot.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

@@ -21,7 +21,7 @@ from iotcollector.storage.base import WriteResult
 from support.mosquitto import MosquittoServer, mosquitto_available
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
 
     from iotcollector.domain.reading import DeadLetter, Reading, StatusChange
 
@@ -62,14 +62,6 @@ class GatedStorage:
         self.written.extend(readings)
         assert not statuses
         return WriteResult(len(readings), 0, len(dead_letters))
-
-
-@pytest.fixture
-def broker() -> Iterator[MosquittoServer]:
-    server = MosquittoServer()
-    server.start()
-    yield server
-    server.cleanup()
 
 
 def _publish(port: int, count: int) -> None:

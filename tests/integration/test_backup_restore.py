@@ -20,8 +20,6 @@ from support.messages import make_stream
 from support.mosquitto import MosquittoServer, mosquitto_available
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from support.postgres import PostgresServer
 
 pytestmark = [
@@ -71,14 +69,6 @@ class Db:
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Db:
     server = request.getfixturevalue("postgres_server") if request.param == "postgres" else None
     return Db(request.param, tmp_path, server)
-
-
-@pytest.fixture
-def broker() -> Iterator[MosquittoServer]:
-    server = MosquittoServer()
-    server.start()
-    yield server
-    server.cleanup()
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:

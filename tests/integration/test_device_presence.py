@@ -15,7 +15,7 @@ from support.collector import Collector
 from support.mosquitto import MosquittoServer, mosquitto_available
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
 pytestmark = [
     pytest.mark.integration,
@@ -24,22 +24,6 @@ pytestmark = [
 
 DEVICE = str(Path(__file__).resolve().parents[1] / "support" / "device.py")
 OFFLINE_AFTER_S = 6
-
-
-@pytest.fixture
-def broker() -> Iterator[MosquittoServer]:
-    server = MosquittoServer()
-    server.start()
-    yield server
-    server.cleanup()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/iot.db"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 def _device(port: int, device_id: str, interval: float, count: int) -> subprocess.Popen[str]:

@@ -7,7 +7,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -16,9 +16,6 @@ import yaml
 from support.collector import Collector, publish
 from support.messages import make_stream
 from support.mosquitto import MosquittoServer, free_port, mosquitto_available
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 PROMETHEUS = shutil.which("prometheus")
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring" / "prometheus"
@@ -80,14 +77,6 @@ class Prometheus:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=15)
-
-
-@pytest.fixture
-def broker() -> Iterator[MosquittoServer]:
-    server = MosquittoServer()
-    server.start()
-    yield server
-    server.cleanup()
 
 
 def test_prometheus_scrapes_rates_and_fires_mqtt_disconnected(

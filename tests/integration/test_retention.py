@@ -17,7 +17,6 @@ from support.collector import Collector, publish, query, scalar, wait_for_count
 from support.mosquitto import MosquittoServer, mosquitto_available
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = [
@@ -30,22 +29,6 @@ OLD_READINGS = 12_000  # more than two purge batches of 5,000
 RECENT_READINGS = 3_000
 LIVE_MESSAGES = 600
 OLD_DEAD_LETTERS = 7
-
-
-@pytest.fixture
-def broker() -> Iterator[MosquittoServer]:
-    server = MosquittoServer()
-    server.start()
-    yield server
-    server.cleanup()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/iot.db"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 def _iso(ts: datetime) -> str:
