@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     _file_api_keys: tuple[str, ...] = PrivateAttr(default=())
 
-    batch_max_size: int = Field(default=2000, ge=1, le=100_000)
+    batch_max_size: int = Field(default=5000, ge=1, le=100_000)
     batch_max_delay_ms: int = Field(default=50, ge=1, le=60_000)
     shutdown_timeout_s: float = Field(default=8.0, gt=0, le=600)
 
