@@ -7,7 +7,6 @@ import contextlib
 import gc
 import random
 import signal
-import ssl
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -21,6 +20,7 @@ from iotcollector.config import ApiAuth
 from iotcollector.errors import StorageError
 from iotcollector.ingest import codec
 from iotcollector.ingest.subscriber import Delivery, MqttSubscriber
+from iotcollector.ingest.tls import client_tls_context
 from iotcollector.metrics import BrokerStats, Metrics
 from iotcollector.pipeline.batcher import BatchLimits, Pipeline
 from iotcollector.storage.factory import open_storage
@@ -28,6 +28,7 @@ from iotcollector.storage.retention import RetentionTask, open_purger
 
 if TYPE_CHECKING:
     import logging
+    import ssl
     from collections.abc import Iterator
 
     from iotcollector.config import Settings
@@ -40,13 +41,12 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     """TLS for ``mqtts://``: system or given CA, optional client certificate, TLS >= 1.2."""
     if not settings.mqtt_tls:
         return None
-    context = ssl.create_default_context(
-        cafile=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None
+    return client_tls_context(
+        settings.mqtt_ca_file,
+        settings.mqtt_cert_file,
+        settings.mqtt_key_file,
+        port=settings.mqtt_port,
     )
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if settings.mqtt_cert_file and settings.mqtt_key_file:
-        context.load_cert_chain(str(settings.mqtt_cert_file), str(settings.mqtt_key_file))
-    return context
 
 
 def _tune_gc() -> None:

@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    import ssl
-
     from iotcollector.config import Settings
     from iotcollector.simulator.connection import Endpoint
 
@@ -142,18 +140,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--summary-json", type=Path, metavar="FILE", help="'-' for stdout")
 
 
-def _tls_context(
-    ca_file: Path | None, cert_file: Path | None, key_file: Path | None
-) -> ssl.SSLContext:
-    import ssl  # noqa: PLC0415 - only for mqtts://
-
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if cert_file is not None:
-        context.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
-    return context
-
-
 def endpoint_from_settings(  # noqa: PLR0913 - each overrides one setting
     settings: Settings,
     *,
@@ -171,6 +157,7 @@ def endpoint_from_settings(  # noqa: PLR0913 - each overrides one setting
     Raises ``ValueError`` for a URL that is not ``mqtt://`` or ``mqtts://``, ``OSError`` for
     TLS files that cannot be read.
     """
+    from iotcollector.ingest.tls import client_tls_context  # noqa: PLC0415
     from iotcollector.simulator.connection import (  # noqa: PLC0415 - heavy imports
         Endpoint,
         protocol_version,
@@ -183,10 +170,11 @@ def endpoint_from_settings(  # noqa: PLR0913 - each overrides one setting
     if password is None and settings.mqtt_password is not None:
         password = settings.mqtt_password.get_secret_value()
     tls = (
-        _tls_context(
+        client_tls_context(
             ca_file or settings.mqtt_ca_file,
             cert_file or settings.mqtt_cert_file,
             key_file or settings.mqtt_key_file,
+            port=parts.port or 8883,
         )
         if parts.scheme == "mqtts"
         else None
