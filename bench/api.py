@@ -40,7 +40,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import random
 import signal
 import subprocess
@@ -60,6 +59,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from bench.common import git, machine  # noqa: E402
 from iotcollector.storage.base import ReadingFilter  # noqa: E402
 from iotcollector.storage.postgres import _AGGREGATE, readings_query  # noqa: E402
 from support.collector import Collector  # noqa: E402
@@ -636,23 +636,6 @@ class Bench:
 # -- results --------------------------------------------------------------------------------
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(
-        ["git", *args], capture_output=True, text=True, cwd=ROOT, check=False
-    ).stdout.strip()
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = psutil.virtual_memory().total / 2**30
-    return f"{os.cpu_count()} CPU {cpu}, {mem:.0f} GiB, Python {platform.python_version()}"
-
-
 def _versus(summary: dict[str, Any], target: float) -> str:
     verdict = "met" if summary["p99_ms"] < target else "**missed**"
     return f"{summary['p50_ms']:.1f} / {summary['p99_ms']:.1f} (< {target:g}: {verdict})"
@@ -723,9 +706,9 @@ def main() -> int:
     started = time.perf_counter()
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        "machine": _machine(),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "machine": machine(),
         "machine_short": f"{os.cpu_count()} CPU, {psutil.virtual_memory().total / 2**30:.0f} GiB",
         "rows": data.rows,
         "devices": data.devices,

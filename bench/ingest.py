@@ -31,7 +31,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import re
 import socket
 import subprocess
@@ -48,6 +47,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from bench.common import git, machine  # noqa: E402
 from iotcollector.ingest import codec  # noqa: E402
 from iotcollector.simulator.payloads import Format  # noqa: E402
 from iotcollector.simulator.stream import MessageStream, StreamConfig  # noqa: E402
@@ -478,23 +478,6 @@ def outage(
     }
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(
-        ["git", *args], capture_output=True, text=True, cwd=ROOT, check=False
-    ).stdout.strip()
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = psutil.virtual_memory().total / 2**30
-    return f"{os.cpu_count()} CPU {cpu}, {mem:.0f} GiB, Python {platform.python_version()}"
-
-
 def append_row(results: dict[str, Any]) -> None:
     """Add this run's row to the results table in bench/README.md."""
     r = results
@@ -546,9 +529,9 @@ def main() -> int:  # noqa: PLR0915 - one benchmark, one sequence of phases
     outage_timing = (5.0, down_s, 10.0) if args.quick else (10.0, down_s, 15.0)
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        "machine": _machine(),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "machine": machine(),
         "mode": "quick" if args.quick else "full",
         "messages": n,
         "load_start": _load(),
