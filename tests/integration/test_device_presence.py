@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -16,25 +15,40 @@ from support.mosquitto import MosquittoServer, mosquitto_available
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not mosquitto_available(), reason="mosquitto is not installed"),
 ]
 
-DEVICE = str(Path(__file__).resolve().parents[1] / "support" / "device.py")
 OFFLINE_AFTER_S = 6
 
 
-def _device(port: int, device_id: str, interval: float, count: int) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, DEVICE, str(port), device_id, str(interval), str(count)],
-        stdout=subprocess.PIPE,
-        text=True,
+def _simulated_device(url: str, prefix: str, rate: float) -> subprocess.Popen[bytes]:
+    """One simulated device (``<prefix>-0000``) on its own connection, with its Last Will."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "iotcollector",
+            "simulate",
+            "--url",
+            url,
+            "--devices",
+            "1",
+            "--device-prefix",
+            prefix,
+            "--connections",
+            "devices",
+            "--rate",
+            str(rate),
+            "--duration",
+            "300",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    return proc
 
 
 def _statuses(c: Collector) -> dict[str, str]:
@@ -61,30 +75,31 @@ def test_online_last_will_and_silence(
         log_dir=tmp_path,
         env={"IOT_DEVICE_OFFLINE_AFTER_S": str(OFFLINE_AFTER_S)},
     ).start()
-    devices: list[subprocess.Popen[str]] = []
+    devices: list[subprocess.Popen[bytes]] = []
     try:
         c.wait_ready()
+        # dev-killed publishes every 0.2 s; dev-silent once, then stays connected and quiet.
         devices = [
-            _device(broker.port, "dev-killed", 0.1, 3),
-            _device(broker.port, "dev-silent", 0.1, 1),
+            _simulated_device(broker.url, "killed", 5),
+            _simulated_device(broker.url, "silent", 0.001),
         ]
         _wait(
             "both online",
-            lambda: _statuses(c) == {"dev-killed": "online", "dev-silent": "online"},
-            timeout=10,
+            lambda: _statuses(c) == {"killed-0000": "online", "silent-0000": "online"},
+            timeout=15,
         )
         devices[0].send_signal(signal.SIGKILL)
         devices[0].wait()
         took = _wait(
             "Last Will marks dev-killed offline",
-            lambda: _statuses(c).get("dev-killed") == "offline",
+            lambda: _statuses(c).get("killed-0000") == "offline",
             timeout=OFFLINE_AFTER_S,
         )
         assert took < OFFLINE_AFTER_S - 1, "offline by the Last Will, not by the timeout"
-        assert _statuses(c)["dev-silent"] == "online"
+        assert _statuses(c)["silent-0000"] == "online"
         _wait(
             "silence marks dev-silent offline",
-            lambda: _statuses(c).get("dev-silent") == "offline",
+            lambda: _statuses(c).get("silent-0000") == "offline",
             timeout=OFFLINE_AFTER_S + 5,
         )
         _wait(
@@ -95,7 +110,8 @@ def test_online_last_will_and_silence(
             ),
             timeout=5,
         )
-        assert c.get("/api/devices?status=offline").json()["data"][0]["device_id"] == "dev-killed"
+        offline = c.get("/api/devices?status=offline").json()["data"]
+        assert [d["device_id"] for d in offline] == ["killed-0000", "silent-0000"]
         assert c.stop() == 0
     finally:
         for d in devices:
