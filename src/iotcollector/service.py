@@ -80,7 +80,6 @@ class Service:
         self._registry = CollectorRegistry()
         self.metrics = Metrics(self._registry)
         self._storage: Database = open_storage(settings.database_url.get_secret_value())
-        self._storage_ready = False
         self._database_ok = False
         self._stop = asyncio.Event()
         s = settings

@@ -27,7 +27,6 @@ from iotcollector.errors import (
     IotCollectorError,
     PermanentStorageError,
     StorageError,
-    TransientStorageError,
 )
 
 if TYPE_CHECKING:
@@ -106,8 +105,6 @@ class Pipeline(Generic[T]):
         self._closing = False
         self._abandon = False
         self._paused = False
-        self.database_ok = False
-        self.committed_batches = 0
         metrics.pipeline_queue_capacity.set(limits.max_pending)
         metrics.pipeline_queue_depth.set_function(lambda: self.pending)
 
@@ -238,7 +235,6 @@ class Pipeline(Generic[T]):
             return
         finally:
             self._writing = 0
-        self.committed_batches += 1
         self._record(result, readings, rows, len(dead))
         self._on_committed(tokens)
         limits = self._limits
@@ -279,8 +275,6 @@ class Pipeline(Generic[T]):
             except StorageError as exc:
                 kind = "permanent" if isinstance(exc, PermanentStorageError) else "transient"
                 self._metrics.db_errors.labels(kind=kind).inc()
-                if isinstance(exc, TransientStorageError):
-                    self.database_ok = False
                 if attempt == 0 or attempt % 20 == 0:
                     self._log.warning(
                         "batch of %d readings not written (%s error, attempt %d), retrying: %s",
@@ -302,7 +296,6 @@ class Pipeline(Generic[T]):
             self._metrics.db_write_duration.observe(time.perf_counter() - started)
             if attempt:
                 self._log.info("database writes succeed again after %d attempts", attempt + 1)
-            self.database_ok = True
             return result
 
     async def close(self, timeout_s: float) -> bool:
