@@ -10,7 +10,7 @@ import pytest
 
 from support.certs import CertificateAuthority
 from support.collector import Collector, scalar, wait_for_count
-from support.mosquitto import MosquittoServer, mosquitto_available
+from support.mosquitto import PASSWORD_LISTENER, TLS_LISTENER, MosquittoServer, mosquitto_available
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -22,23 +22,6 @@ pytestmark = [
 ]
 
 READING = b'{"device_id":"tls-1","sensor_type":"temperature","value":21.5,"timestamp":1795830000}'
-
-TLS_LISTENER = """\
-listener {port} 127.0.0.1
-allow_anonymous false
-cafile {dir}/ca/iot-test-ca.pem
-certfile {dir}/ca/broker.pem
-keyfile {dir}/ca/broker.key
-require_certificate true
-use_identity_as_username true
-tls_version tlsv1.2
-"""
-
-PASSWORD_LISTENER = """\
-listener {port} 127.0.0.1
-allow_anonymous false
-password_file {dir}/passwd
-"""
 
 
 @pytest.fixture

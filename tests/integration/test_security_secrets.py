@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from support.collector import Collector, wait_for_count
-from support.mosquitto import MosquittoServer, free_port, mosquitto_available
+from support.mosquitto import PASSWORD_LISTENER, MosquittoServer, free_port, mosquitto_available
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -32,12 +32,6 @@ WRONG_MQTT_PASSWORD = "mqtt-wrong-Lk8Jh5Gf3Ds1"
 DB_PASSWORD = "db-pw-Mn6Bv3Cx9Za2"
 SECRETS = (API_KEY, API_KEY_FROM_ENV, MQTT_PASSWORD, WRONG_MQTT_PASSWORD, DB_PASSWORD)
 READING = b'{"device_id":"secret-test","sensor_type":"temperature","value":1.5}'
-
-PASSWORD_LISTENER = """\
-listener {port} 127.0.0.1
-allow_anonymous false
-password_file {dir}/passwd
-"""
 
 
 @pytest.fixture

@@ -19,7 +19,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from iotcollector.domain.parse import parse_message
 from support.certs import CertificateAuthority
-from support.mosquitto import MosquittoServer, free_port, mosquitto_available
+from support.mosquitto import (
+    PASSWORD_LISTENER,
+    TLS_LISTENER,
+    MosquittoServer,
+    free_port,
+    mosquitto_available,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -378,23 +384,6 @@ def test_unreachable_broker_fails_fast(tmp_path: Path) -> None:
 
 
 # -- TLS and credentials ----------------------------------------------------------------------
-
-TLS_LISTENER = """\
-listener {port} 127.0.0.1
-allow_anonymous false
-cafile {dir}/ca/iot-test-ca.pem
-certfile {dir}/ca/broker.pem
-keyfile {dir}/ca/broker.key
-require_certificate true
-use_identity_as_username true
-tls_version tlsv1.2
-"""
-
-PASSWORD_LISTENER = """\
-listener {port} 127.0.0.1
-allow_anonymous false
-password_file {dir}/passwd
-"""
 
 
 @pytest.fixture(scope="module")

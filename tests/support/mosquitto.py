@@ -45,6 +45,25 @@ log_type notice
 
 ANONYMOUS_LISTENER = "listener {port} 127.0.0.1\nallow_anonymous true\n"
 
+# Client certificates required (a CA and a broker certificate in {dir}/ca/).
+TLS_LISTENER = """\
+listener {port} 127.0.0.1
+allow_anonymous false
+cafile {dir}/ca/iot-test-ca.pem
+certfile {dir}/ca/broker.pem
+keyfile {dir}/ca/broker.key
+require_certificate true
+use_identity_as_username true
+tls_version tlsv1.2
+"""
+
+# User name and password from {dir}/passwd (mosquitto_passwd).
+PASSWORD_LISTENER = """\
+listener {port} 127.0.0.1
+allow_anonymous false
+password_file {dir}/passwd
+"""
+
 
 class MosquittoServer:
     def __init__(
