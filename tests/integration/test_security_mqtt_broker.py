@@ -9,7 +9,6 @@ user/password) is covered by test_mqtt_tls_and_credentials.py; this file tests o
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import os
 import subprocess
 import sys
@@ -23,13 +22,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from support.certs import CertificateAuthority
+from support.certs import MAKE_CERTS, CertificateAuthority, make_certs
 from support.collector import Collector, query, wait_for_count
 from support.mosquitto import MosquittoServer, mosquitto_available
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from types import ModuleType
 
 pytestmark = [
     pytest.mark.integration,
@@ -38,7 +36,6 @@ pytestmark = [
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "deploy" / "mosquitto"
-MAKE_CERTS = REPO / "scripts" / "make-certs.py"
 NOT_AUTHORIZED = 0x87
 
 
@@ -47,15 +44,6 @@ def _reading(device: str, value: float, timestamp: int = 1767225600) -> bytes:
         f'{{"device_id":"{device}","sensor_type":"temperature","value":{value},'
         f'"timestamp":{timestamp}}}'
     ).encode()
-
-
-def _load_make_certs() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_certs", MAKE_CERTS)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass
@@ -87,7 +75,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         make("device", name)
     # Signed by our CA, but expired yesterday.
     now = dt.datetime.now(dt.UTC)
-    _load_make_certs().issue(
+    make_certs.issue(
         directory,
         "sensor-expired",
         not_before=now - dt.timedelta(days=10),

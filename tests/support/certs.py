@@ -1,19 +1,29 @@
-"""Throw-away certificate authorities and certificates for TLS tests (cryptography package)."""
+"""Throw-away certificate authorities for TLS tests: scripts/make-certs.py, driven from Python."""
 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 if TYPE_CHECKING:
-    from pathlib import Path
+    from types import ModuleType
+
+MAKE_CERTS = Path(__file__).resolve().parents[2] / "scripts" / "make-certs.py"
+
+
+def _load_make_certs() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("make_certs", MAKE_CERTS)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_certs = _load_make_certs()
 
 
 @dataclass(frozen=True)
@@ -23,81 +33,22 @@ class Issued:
 
 
 class CertificateAuthority:
+    """A CA in ``directory`` (``ca.pem``/``ca.key``), issuing certificates beside it."""
+
     def __init__(self, directory: Path, name: str = "iot-test-ca") -> None:
         self.dir = directory
-        self.name = name
-        self._key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = dt.datetime.now(dt.UTC)
-        self._cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(self._key, hashes.SHA256())
-        )
-        self.cert_path = directory / f"{name}.pem"
-        self.cert_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
+        make_certs.make_ca(directory, common_name=name, days=30)
+        self.cert_path = directory / f"{make_certs.CA_NAME}.pem"
 
     def issue(self, common_name: str, *, server: bool = False, expired: bool = False) -> Issued:
-        key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
-        start, end = (
-            (now - dt.timedelta(days=10), now - dt.timedelta(days=1))
-            if expired
-            else (now - dt.timedelta(days=1), now + dt.timedelta(days=30))
+        cert, key = make_certs.issue(
+            self.dir,
+            common_name,
+            server=server,
+            sans=("localhost", "127.0.0.1") if server else (),
+            days=30,
+            not_before=now - dt.timedelta(days=10) if expired else None,
+            not_after=now - dt.timedelta(days=1) if expired else None,
         )
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(self._cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-        )
-        if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            )
-        cert = builder.sign(self._key, hashes.SHA256())
-        cert_path = self.dir / f"{common_name}.pem"
-        key_path = self.dir / f"{common_name}.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        key_path.chmod(0o600)
-        return Issued(cert_path, key_path)
+        return Issued(cert, key)

@@ -49,7 +49,7 @@ ANONYMOUS_LISTENER = "listener {port} 127.0.0.1\nallow_anonymous true\n"
 TLS_LISTENER = """\
 listener {port} 127.0.0.1
 allow_anonymous false
-cafile {dir}/ca/iot-test-ca.pem
+cafile {dir}/ca/ca.pem
 certfile {dir}/ca/broker.pem
 keyfile {dir}/ca/broker.key
 require_certificate true
