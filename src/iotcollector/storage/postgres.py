@@ -611,6 +611,25 @@ WITH RECURSIVE t(device_id, sensor_type) AS (
 SELECT device_id, sensor_type FROM t WHERE sensor_type IS NOT NULL ORDER BY 1, 2
 """
 
+# Newest first for one device over all its sensors (``readings_query``): within one sensor
+# the timestamp is unique, so each branch is an ordered backward scan of the unique index
+# that stops after ``limit`` rows; the condition (device, range, keyset) is applied inside.
+_DEVICE_READINGS = f"""
+WITH RECURSIVE s(sensor_type) AS (
+    SELECT min(sensor_type) FROM iot_data WHERE device_id = %s
+  UNION ALL
+    SELECT (SELECT min(sensor_type) FROM iot_data
+            WHERE device_id = %s AND sensor_type > s.sensor_type)
+    FROM s WHERE s.sensor_type IS NOT NULL
+)
+SELECT r.* FROM s CROSS JOIN LATERAL (
+    SELECT {_READ_COLUMNS} FROM iot_data
+    WHERE sensor_type = s.sensor_type AND {{condition}}
+    ORDER BY "timestamp" DESC LIMIT %s
+) AS r
+ORDER BY "timestamp" DESC, id DESC LIMIT %s
+"""
+
 
 def readings_query(
     where: ReadingFilter, before: Position | None, limit: int
@@ -645,6 +664,12 @@ def readings_query(
         params += [before.timestamp, before.timestamp, before.id]
     order = '"timestamp" DESC' if unique_time else '"timestamp" DESC, id DESC'
     condition = " AND ".join(conditions) or "TRUE"
+    if where.device_id is not None and where.sensor_type is None:
+        # One device, all its sensors: the newest ``limit`` of each sensor from the unique
+        # index (its types found by a loose index scan), merged. No index of its own: one on
+        # (device_id, timestamp) cost PostgreSQL ~3 µs of CPU per ingested reading.
+        sql = _DEVICE_READINGS.format(condition=condition)
+        return sql, [where.device_id, where.device_id, *params, limit, limit]
     sql = f"SELECT {_READ_COLUMNS} FROM iot_data WHERE {condition} ORDER BY {order} LIMIT %s"
     return sql, [*params, limit]
 

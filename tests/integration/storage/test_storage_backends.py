@@ -76,11 +76,15 @@ def reading(device: str = "dev-1", sensor: str = "temperature", offset_s: int = 
 # -- migrations ------------------------------------------------------------------------------
 
 
+# 0003 (PostgreSQL only) drops 0002's index there: see the migration's comment.
+VERSIONS = {"postgres": ["0001", "0002", "0003"], "sqlite": ["0001", "0002"]}
+
+
 async def test_migrations_apply_once(backend: Backend) -> None:
     store = backend.make()
     await store.open()
     try:
-        assert await store.migrate() == ["0001", "0002"]
+        assert await store.migrate() == VERSIONS[backend.name]
         assert await store.migrate() == []
     finally:
         await store.close()
@@ -90,8 +94,7 @@ async def test_migrations_apply_once(backend: Backend) -> None:
     finally:
         await again.close()
     assert sorted(backend.query("SELECT version FROM schema_migrations")) == [
-        ("0001",),
-        ("0002",),
+        (v,) for v in VERSIONS[backend.name]
     ]
     assert backend.query("SELECT count(*) FROM iot_data") == [(0,)]
 
@@ -103,7 +106,7 @@ async def test_concurrent_migrations_apply_once(backend: Backend) -> None:
     finally:
         for s in stores:
             await s.close()
-    assert sorted(v for applied in results for v in applied) == ["0001", "0002"]
+    assert sorted(v for applied in results for v in applied) == VERSIONS[backend.name]
 
 
 async def test_newer_schema_is_refused(storage: Storage, backend: Backend) -> None:
