@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     mqtt_client_id: str = Field(default_factory=_default_client_id, min_length=1, max_length=128)
     mqtt_shared_group: str | None = None
     mqtt_status_topic: str = "iot/status/+"
+    # Per-device data topics (iot/data/<device_id>): readings for another device are refused.
+    mqtt_device_topics: bool = False
     mqtt_broker_stats: bool = True
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
@@ -198,6 +200,17 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
+
+    @model_validator(mode="after")
+    def _check_device_topics(self) -> Settings:
+        if self.mqtt_device_topics:
+            for topic in self.mqtt_topics:
+                if not topic.endswith("/+"):
+                    raise ValueError(
+                        f"IOT_MQTT_DEVICE_TOPICS=true needs topic filters whose last level is "
+                        f"the device id, e.g. iot/data/+ (IOT_MQTT_TOPICS has {topic!r})"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _check_tls_pair(self) -> Settings:

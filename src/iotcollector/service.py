@@ -114,6 +114,7 @@ class Service:
             max_payload_bytes=s.max_payload_bytes,
             max_future_skew_s=s.max_future_skew_s,
             status_topic_prefix=s.status_topic_prefix,
+            device_topics=s.mqtt_device_topics,
         )
 
     def readiness(self) -> dict[str, bool]:

@@ -147,7 +147,10 @@ def test_iot_policies_bind_devices_to_their_own_client_id_and_topics() -> None:
     assert "topic/${var.status_topic_prefix}/$${iot:Connection.Thing.ThingName}" in device
     assert "iot:Subscribe" not in device
     collector = _all("resource")["modules/iot/main.tf:aws_iot_policy.collector"]
-    assert "topicfilter/$share/${var.shared_group}/${var.data_topic}" in collector
+    assert "topicfilter/$share/${var.shared_group}/${local.data_filter}" in collector
+    # Per-device topics (var.device_topics): a device publishes only under its thing name.
+    assert "topic/${local.device_data_topic}" in device
+    assert 'device_data_topic = var.device_topics ? "${var.data_topic}/$${iot:Connection' in text
     assert "iot:Publish" not in collector
     assert 'data "aws_iot_endpoint" "ats"' in text
 

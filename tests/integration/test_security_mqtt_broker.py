@@ -110,13 +110,28 @@ def production_config(server: MosquittoServer, pki: Pki) -> str:
     return text
 
 
-@pytest.fixture(scope="module")
-def broker(pki: Pki) -> Iterator[MosquittoServer]:
+def _production_broker(pki: Pki, acl: str) -> MosquittoServer:
     server = MosquittoServer()
     (server.dir / "data").mkdir()
-    (server.dir / "acl").write_text((CONFIG_DIR / "acl").read_text(encoding="utf-8"))
+    (server.dir / "acl").write_text(acl, encoding="utf-8")
     server.conf.write_text(production_config(server, pki), encoding="utf-8")
     server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def broker(pki: Pki) -> Iterator[MosquittoServer]:
+    server = _production_broker(pki, (CONFIG_DIR / "acl").read_text(encoding="utf-8"))
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def device_topics_broker(pki: Pki) -> Iterator[MosquittoServer]:
+    """The shipped ACL hardened as its comment says: no shared readings topic."""
+    acl = (CONFIG_DIR / "acl").read_text(encoding="utf-8")
+    assert "\npattern write iot/data\n" in acl
+    server = _production_broker(pki, acl.replace("\npattern write iot/data\n", "\n"))
     yield server
     server.cleanup()
 
@@ -229,7 +244,9 @@ def clients(broker: MosquittoServer, pki: Pki) -> Iterator[Any]:
         client.close()
 
 
-def _collector(broker: MosquittoServer, pki: Pki, tmp_path: Path, identity: str) -> Collector:
+def _collector(
+    broker: MosquittoServer, pki: Pki, tmp_path: Path, identity: str, **env: str
+) -> Collector:
     cert, key = pki.cert(identity)
     return Collector(
         mqtt_url=f"mqtts://localhost:{broker.port}",
@@ -242,6 +259,7 @@ def _collector(broker: MosquittoServer, pki: Pki, tmp_path: Path, identity: str)
             "IOT_MQTT_KEY_FILE": str(key),
             # Production replicas share the stream: the ACL must allow $share/... too.
             "IOT_MQTT_SHARED_GROUP": "collectors",
+            **env,
         },
     )
 
@@ -381,4 +399,42 @@ def test_device_subscriptions_take_nothing_from_the_collectors(
         assert spy.received == []
         assert collector.stop() == 0
     finally:
+        collector.ensure_stopped()
+
+
+def test_per_device_topics_bind_readings_to_the_certificate(
+    device_topics_broker: MosquittoServer, pki: Pki, tmp_path: Path
+) -> None:
+    """A stolen sensor-1 certificate can no longer write readings in sensor-2's name."""
+    collector = _collector(
+        device_topics_broker,
+        pki,
+        tmp_path,
+        "iot-collector-0",
+        IOT_MQTT_TOPICS="iot/data/+",
+        IOT_MQTT_DEVICE_TOPICS="true",
+    ).start()
+    device = Client(device_topics_broker.port, pki.ca, pki.cert("sensor-1"))
+    try:
+        collector.wait_ready()
+        assert device.connect()
+        # The broker: only its own topic.
+        assert device.publish("iot/data", _reading("sensor-1", 1.0)) == NOT_AUTHORIZED
+        assert device.publish("iot/data/sensor-2", _reading("sensor-2", 2.0)) == NOT_AUTHORIZED
+        # The collector: on its own topic, only its own readings.
+        assert device.publish("iot/data/sensor-1", _reading("sensor-2", 3.0)) == 0
+        assert device.publish("iot/data/sensor-1", _reading("sensor-1", 4.0)) == 0
+        db = collector.env["IOT_DATABASE_URL"]
+        assert wait_for_count(db, "iot_rejected", 1, timeout=20) == 1
+        assert wait_for_count(db, "iot_data", 1, timeout=20) == 1
+        assert query(db, "SELECT device_id, value FROM iot_data") == [("sensor-1", 4.0)]
+        [(topic, payload, reason)] = query(db, "SELECT topic, payload, reason FROM iot_rejected")
+        assert isinstance(payload, bytes)
+        assert (topic, payload) == ("iot/data/sensor-1", _reading("sensor-2", 3.0))
+        assert str(reason).startswith("device_mismatch: 1 of 1 readings are for device 'sensor-2'")
+        metrics = collector.metrics()
+        assert metrics["iotcollector_readings_rejected_total{reason=device_mismatch}"] == 1
+        assert collector.stop() == 0
+    finally:
+        device.close()
         collector.ensure_stopped()

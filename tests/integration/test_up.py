@@ -105,10 +105,14 @@ def test_up_simulate_20_devices_readings_through_the_api(tmp_path: Path) -> None
                 break
             time.sleep(0.5)
         assert online == expected, log.read_text()
-        data = httpx.get(
-            f"{base}/api/data", params={"device_id": "sim-0007", "limit": 10}, timeout=5
-        ).json()["data"]
-        assert data
+        # Presence ("online") arrives before a device's first reading: wait for one.
+        data: list[dict[str, object]] = []
+        while not data and time.monotonic() < deadline + 10:
+            data = httpx.get(
+                f"{base}/api/data", params={"device_id": "sim-0007", "limit": 10}, timeout=5
+            ).json()["data"]
+            time.sleep(0.2)
+        assert data, log.read_text()
         assert {r["device_id"] for r in data} == {"sim-0007"}
         assert {r["sensor_type"] for r in data} <= {
             "temperature",

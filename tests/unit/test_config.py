@@ -80,6 +80,14 @@ def test_certificate_and_key_go_together(monkeypatch: pytest.MonkeyPatch) -> Non
         load_settings()
 
 
+def test_per_device_topics_need_a_device_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IOT_MQTT_DEVICE_TOPICS", "true")
+    with pytest.raises(ConfigError, match=r"IOT_MQTT_TOPICS has 'iot/data'"):
+        load_settings()
+    monkeypatch.setenv("IOT_MQTT_TOPICS", "iot/data/+,plant/+/data/+")
+    assert load_settings().mqtt_device_topics
+
+
 def test_password_is_not_in_the_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IOT_MQTT_PASSWORD", "s3cret-value")
     monkeypatch.setenv("IOT_DATABASE_URL", "postgresql://u:db-s3cret@h/db")

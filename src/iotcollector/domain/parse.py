@@ -83,6 +83,7 @@ class RejectionCode(StrEnum):
     INVALID_TIMESTAMP = "invalid_timestamp"
     TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
     INVALID_STATUS = "invalid_status"
+    DEVICE_MISMATCH = "device_mismatch"
 
 
 REJECTION_CODES: Final[tuple[str, ...]] = tuple(code.value for code in RejectionCode)

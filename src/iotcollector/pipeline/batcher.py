@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 from iotcollector.domain.parse import parse_message
 from iotcollector.domain.presence import parse_status
 from iotcollector.domain.reading import DeadLetter, Reading, Rejection, StatusChange
+from iotcollector.domain.topics import keep_topic_device
 from iotcollector.errors import (
     IotCollectorError,
     PermanentStorageError,
@@ -85,6 +86,7 @@ class Pipeline(Generic[T]):
         max_payload_bytes: int,
         max_future_skew_s: float,
         status_topic_prefix: str | None = None,
+        device_topics: bool = False,
     ) -> None:
         self._storage = storage
         self._metrics = metrics
@@ -95,6 +97,7 @@ class Pipeline(Generic[T]):
         self._max_payload = max_payload_bytes
         self._skew = max_future_skew_s
         self._status_prefix = status_topic_prefix
+        self._device_topics = device_topics
         self._items: deque[_Item[T]] = deque()
         self._direct: deque[tuple[list[Reading], asyncio.Future[WriteResult]]] = deque()
         self._rows = 0
@@ -138,8 +141,14 @@ class Pipeline(Generic[T]):
                 result = parse_message(
                     payload, received_at=now, max_future_skew_s=skew, max_payload_bytes=limit
                 )
-                readings.extend(result.readings)
                 rejections = result.rejections
+                if self._device_topics and result.readings:
+                    kept, foreign = keep_topic_device(msg.topic, result.readings)
+                    readings.extend(kept)
+                    if foreign is not None:
+                        rejections = [*rejections, foreign]
+                else:
+                    readings.extend(result.readings)
             for rej in rejections:
                 m.readings_rejected.labels(reason=rej.code).inc()
                 raw = rej.raw if rej.raw is not None else payload[:limit]

@@ -27,6 +27,8 @@ class FakeStorage:
         self.failures = failures
         self.batches: list[tuple[int, int]] = []
         self.statuses: list[tuple[str, str]] = []
+        self.stored: list[Reading] = []
+        self.dead: list[DeadLetter] = []
         self.gate = asyncio.Event()
         self.gate.set()
         self.seen: set[tuple[str, str, object]] = set()
@@ -42,6 +44,8 @@ class FakeStorage:
             self.failures -= 1
             raise TransientStorageError("connection refused")
         self.batches.append((len(readings), len(dead_letters)))
+        self.stored += readings
+        self.dead += dead_letters
         self.statuses.extend((s.device_id, s.status) for s in statuses)
         keys = {(r.device_id, r.sensor_type, r.timestamp) for r in readings}
         new = keys - self.seen
@@ -65,7 +69,9 @@ def _submit(h: Harness, payload: bytes, n: int) -> None:
 
 
 class Harness:
-    def __init__(self, storage: FakeStorage, limits: BatchLimits) -> None:
+    def __init__(
+        self, storage: FakeStorage, limits: BatchLimits, *, device_topics: bool = False
+    ) -> None:
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry, process_metrics=False)
         self.acked: list[int] = []
@@ -80,6 +86,7 @@ class Harness:
             max_payload_bytes=65536,
             max_future_skew_s=300,
             status_topic_prefix="iot/status/",
+            device_topics=device_topics,
         )
 
     def value(self, name: str, **labels: str) -> float:
@@ -227,4 +234,49 @@ async def test_status_messages_become_status_changes_not_readings() -> None:
     assert h.acked == [1, 2, 3, 4, 5, 6]
     assert h.value("iotcollector_readings_rejected_total", reason="invalid_status") == 1
     assert h.value("iotcollector_readings_rejected_total", reason="invalid_device_id") == 1
+    await task
+
+
+async def test_per_device_topics_refuse_readings_for_another_device() -> None:
+    storage = FakeStorage()
+    h = Harness(storage, BatchLimits(max_size=100, max_delay_s=0.01), device_topics=True)
+    task = asyncio.create_task(h.pipeline.run())
+    mixed = (
+        b'[{"device_id":"dev-1","sensor_type":"t","value":1,"timestamp":1700000000},'
+        b'{"device_id":"dev-2","sensor_type":"t","value":2,"timestamp":1700000000}]'
+    )
+    own = b'{"device_id":"dev-1","sensor_type":"t","value":3,"timestamp":1700000001}'
+    h.pipeline.submit(
+        [
+            Msg("iot/data/dev-1", mixed, 1),
+            Msg("iot/data/dev-1", own, 2),
+            Msg("iot/data/dev-9", own, 3),
+            Msg("iot/data/bad id!", own, 4),
+            Msg("iot/status/dev-1", b"online", 5),
+        ]
+    )
+    assert await h.pipeline.close(1)
+    assert sorted(r.value for r in storage.stored) == [1, 3]
+    assert {r.device_id for r in storage.stored} == {"dev-1"}
+    assert [(d.topic, d.payload) for d in storage.dead] == [
+        ("iot/data/dev-1", mixed),
+        ("iot/data/dev-9", own),
+        ("iot/data/bad id!", own),
+    ]
+    assert "1 of 2 readings are for device 'dev-2', not for 'dev-1'" in storage.dead[0].reason
+    assert storage.dead[0].reason.startswith("device_mismatch")
+    assert storage.statuses == [("dev-1", "online")]
+    assert h.acked == [1, 2, 3, 4, 5]
+    assert h.value("iotcollector_readings_rejected_total", reason="device_mismatch") == 3
+    await task
+
+
+async def test_without_per_device_topics_the_topic_does_not_matter() -> None:
+    storage = FakeStorage()
+    h = Harness(storage, BatchLimits(max_size=100, max_delay_s=0.01))
+    task = asyncio.create_task(h.pipeline.run())
+    h.pipeline.submit([Msg("iot/data/dev-9", _msg(1), 1)])
+    assert await h.pipeline.close(1)
+    assert [r.device_id for r in storage.stored] == ["d"]
+    assert storage.dead == []
     await task

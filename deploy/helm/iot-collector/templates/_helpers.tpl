@@ -139,6 +139,8 @@ from the credentials Secret (never literal values), TLS files from the mounted c
   value: {{ include "iot-collector.mqttUrl" . | quote }}
 - name: IOT_MQTT_TOPICS
   value: {{ .Values.mqtt.topics | quote }}
+- name: IOT_MQTT_DEVICE_TOPICS
+  value: {{ .Values.mqtt.deviceTopics | quote }}
 {{- if .Values.mqtt.username }}
 - name: IOT_MQTT_USERNAME
   value: {{ .Values.mqtt.username | quote }}

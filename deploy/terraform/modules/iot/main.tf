@@ -9,6 +9,10 @@ data "aws_partition" "current" {}
 
 locals {
   arn_prefix = "arn:${data.aws_partition.current.partition}:iot:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}"
+  # Per-device topics (var.device_topics) bind each device's readings to its certificate.
+  device_data_topic = var.device_topics ? "${var.data_topic}/$${iot:Connection.Thing.ThingName}" : var.data_topic
+  data_filter       = var.device_topics ? "${var.data_topic}/+" : var.data_topic
+  data_topics       = var.device_topics ? "${var.data_topic}/*" : var.data_topic
 }
 
 data "aws_iot_endpoint" "ats" {
@@ -42,7 +46,7 @@ resource "aws_iot_policy" "device" {
         Effect = "Allow"
         Action = ["iot:Publish", "iot:RetainPublish"]
         Resource = [
-          "${local.arn_prefix}:topic/${var.data_topic}",
+          "${local.arn_prefix}:topic/${local.device_data_topic}",
           "${local.arn_prefix}:topic/${var.status_topic_prefix}/$${iot:Connection.Thing.ThingName}",
         ]
       },
@@ -68,8 +72,8 @@ resource "aws_iot_policy" "collector" {
         Effect = "Allow"
         Action = "iot:Subscribe"
         Resource = [
-          "${local.arn_prefix}:topicfilter/$share/${var.shared_group}/${var.data_topic}",
-          "${local.arn_prefix}:topicfilter/${var.data_topic}",
+          "${local.arn_prefix}:topicfilter/$share/${var.shared_group}/${local.data_filter}",
+          "${local.arn_prefix}:topicfilter/${local.data_filter}",
           "${local.arn_prefix}:topicfilter/${var.status_topic_prefix}/+",
           "${local.arn_prefix}:topicfilter/$share/${var.shared_group}/${var.status_topic_prefix}/+",
         ]
@@ -78,7 +82,7 @@ resource "aws_iot_policy" "collector" {
         Effect = "Allow"
         Action = "iot:Receive"
         Resource = [
-          "${local.arn_prefix}:topic/${var.data_topic}",
+          "${local.arn_prefix}:topic/${local.data_topics}",
           "${local.arn_prefix}:topic/${var.status_topic_prefix}/*",
         ]
       },

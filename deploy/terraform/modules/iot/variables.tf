@@ -9,6 +9,12 @@ variable "data_topic" {
   default     = "iot/data"
 }
 
+variable "device_topics" {
+  type        = bool
+  description = "Per-device data topics: each device may publish only to <data_topic>/<its thing name>, the collector reads <data_topic>/+ (set IOT_MQTT_TOPICS=<data_topic>/+ and IOT_MQTT_DEVICE_TOPICS=true, Helm mqtt.deviceTopics)."
+  default     = false
+}
+
 variable "status_topic_prefix" {
   type        = string
   description = "Prefix of each device's presence topic: <prefix>/<client id> (Last Will, online)."
