@@ -14,6 +14,7 @@ import asyncio
 import functools
 import queue
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,7 +159,7 @@ class SqliteStorage:
             isolation_level=None,  # transactions are explicit: BEGIN IMMEDIATE … COMMIT
         )
         try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            mode = _enable_wal(conn, self._busy_timeout_ms / 1000)
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -531,3 +532,22 @@ def _sensor_types(conn: sqlite3.Connection, device_id: str) -> tuple[str, ...]:
             (device_id, row[0]),
         ).fetchone()
     return tuple(found)
+
+
+def _enable_wal(conn: sqlite3.Connection, timeout_s: float) -> tuple[object, ...] | None:
+    """``PRAGMA journal_mode=WAL``, retried while another connection holds the file busy.
+
+    Switching to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at once, without
+    its busy handler, when waiting could deadlock (two processes opening a new file together).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            row: tuple[object, ...] | None = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+        else:
+            return row
