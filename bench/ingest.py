@@ -207,7 +207,7 @@ def raw_subscriber(broker: MosquittoServer, payloads: list[bytes]) -> dict[str, 
 
 
 def _session(port: int, client_id: str) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port))
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)  # a stuck drain fails
     sock.sendall(
         codec.encode_connect(
             client_id,
