@@ -667,7 +667,7 @@ def readings_query(
     if where.device_id is not None and where.sensor_type is None:
         # One device, all its sensors: the newest ``limit`` of each sensor from the unique
         # index (its types found by a loose index scan), merged. No index of its own: one on
-        # (device_id, timestamp) cost PostgreSQL ~3 µs of CPU per ingested reading.
+        # (device_id, timestamp) cost PostgreSQL 2-3 µs of CPU per ingested reading.
         sql = _DEVICE_READINGS.format(condition=condition)
         return sql, [where.device_id, where.device_id, *params, limit, limit]
     sql = f"SELECT {_READ_COLUMNS} FROM iot_data WHERE {condition} ORDER BY {order} LIMIT %s"
