@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.ingest            # full run (about 5 minutes)
     .venv/bin/python -m bench.ingest --quick    # smaller run (about 2 minutes)
+    .venv/bin/python -m bench.ingest --profile DIR   # and a py-spy profile of one more drain
 
 Everything runs on 127.0.0.1 with a private Mosquitto and PostgreSQL (and SQLite in a temp
 dir), all removed at the end. One run measures, side by side:
@@ -310,8 +311,13 @@ def collector_drain(  # noqa: PLR0913 - the run's servers and inputs
     tmp: Path,
     *,
     pg: PostgresServer | None = None,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     """Fill the collector's session queue, start it, time until every reading is committed.
+
+    ``profile``: also record the collector with py-spy (raw collapsed stacks, idle samples
+    included) into this file, from its start to its exit. Sampling slows it: such a run is
+    extra, never one of the measured ones.
 
     The drain is timed from the collector's connection to the broker (its log line; the
     broker starts sending the backlog then) to the commit of the last reading (from the
@@ -325,8 +331,9 @@ def collector_drain(  # noqa: PLR0913 - the run's servers and inputs
     load = _load()
     c = _collector(broker, database_url, client_id, tmp).start()
     launched = time.time()
+    assert c.proc is not None
+    spy = _py_spy(c.proc.pid, profile) if profile else None
     try:
-        assert c.proc is not None
         collector_cpu = psutil.Process(c.proc.pid)
         while _connected_at(c) is None and time.time() - launched < 60:
             time.sleep(0.01)
@@ -347,6 +354,8 @@ def collector_drain(  # noqa: PLR0913 - the run's servers and inputs
         connected = _connected_at(c)
     finally:
         peak = _stop(c)
+        if spy is not None:
+            spy.wait(timeout=60)  # py-spy writes its file when the collector exits
     if connected is None:
         raise RuntimeError(f"no connection line in the collector's log:\n{c.log()[-2000:]}")
     elapsed = last_commit - connected
@@ -365,6 +374,16 @@ def collector_drain(  # noqa: PLR0913 - the run's servers and inputs
             )
         },
     }
+
+
+def _py_spy(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid)]
+    return subprocess.Popen(
+        [*command, "-f", "raw", "--idle", "-r", "250", "-o", str(output)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _cpu(process: psutil.Process) -> float:
@@ -619,6 +638,11 @@ def main() -> int:  # noqa: PLR0915 - one benchmark, one sequence of phases
     parser.add_argument("--outage-seconds", type=float, help="(30; quick 10)")
     parser.add_argument("--output", type=Path, help="result JSON (bench/results/<date>.json)")
     parser.add_argument("--no-readme", action="store_true", help="do not add a README row")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="after the measured runs, drain N single readings once more under py-spy into DIR",
+    )
     args = parser.parse_args()
     n = args.messages or (50_000 if args.quick else 200_000)
     latency_s = args.latency_seconds or (15.0 if args.quick else 60.0)
@@ -681,6 +705,12 @@ def main() -> int:  # noqa: PLR0915 - one benchmark, one sequence of phases
                 f"6 outage {down_s:.0f}s: RSS {out['peak_rss_during_outage_mb']} MB, "
                 f"lost {out['lost']}, duplicated {out['duplicated_rows']}"
             )
+            if args.profile:
+                stacks = args.profile / "ingest-postgres-single.txt"
+                url = pg.create_database("profiled")
+                collector_drain(broker, url, singles, n, tmp, pg=pg, profile=stacks)
+                results["profile"] = str(stacks)
+                _log(f"profile of a drain into PostgreSQL (not measured): {stacks}")
         finally:
             broker.cleanup()
             pg.cleanup()
