@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto mosquitto-clients)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+command -v mosquitto_sub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v yamllint >/dev/null 2>&1 || need_apt+=(yamllint)
