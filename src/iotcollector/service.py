@@ -22,7 +22,7 @@ from iotcollector.ingest import codec
 from iotcollector.ingest.subscriber import Delivery, MqttSubscriber
 from iotcollector.ingest.tls import client_tls_context
 from iotcollector.metrics import BrokerStats, Metrics
-from iotcollector.pipeline.batcher import BatchLimits, Pipeline
+from iotcollector.pipeline.pipeline import BatchLimits, Pipeline
 from iotcollector.storage.factory import open_storage
 from iotcollector.storage.retention import RetentionTask, open_purger
 

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from iotcollector.ingest.subscriber import Delivery, MqttSubscriber
 from iotcollector.metrics import Metrics
-from iotcollector.pipeline.batcher import BatchLimits, Pipeline
+from iotcollector.pipeline.pipeline import BatchLimits, Pipeline
 from iotcollector.storage.base import WriteResult
 from support.mosquitto import MosquittoServer, mosquitto_available
 

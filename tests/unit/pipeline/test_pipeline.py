@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from iotcollector.domain.reading import Reading
 from iotcollector.errors import TransientStorageError
 from iotcollector.metrics import Metrics
-from iotcollector.pipeline.batcher import BatchLimits, Pipeline
+from iotcollector.pipeline.pipeline import BatchLimits, Pipeline
 from iotcollector.storage.base import WriteResult
 
 if TYPE_CHECKING:
