@@ -32,7 +32,7 @@ from psycopg import AsyncConnection
 from iotcollector.errors import PermanentStorageError, StorageError, TransientStorageError
 from iotcollector.storage.base import Bucket, DeviceRecord, StoredReading, WriteResult
 from iotcollector.storage.migrations import migrate_postgres
-from iotcollector.storage.records import (
+from iotcollector.storage.batch import (
     clean_text,
     distinct_devices,
     refused_payload,

@@ -171,7 +171,7 @@ class SqlitePurger:
         return cur.rowcount
 
     async def purge(self, cutoff: datetime) -> PurgeResult:
-        from iotcollector.storage.records import to_epoch_us  # noqa: PLC0415
+        from iotcollector.storage.batch import to_epoch_us  # noqa: PLC0415
 
         cutoff_us = to_epoch_us(cutoff)
         deleted: dict[str, int] = {}

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 from iotcollector.errors import PermanentStorageError, StorageError, TransientStorageError
 from iotcollector.storage.base import Bucket, DeviceRecord, StoredReading, WriteResult
 from iotcollector.storage.migrations import migrate_sqlite
-from iotcollector.storage.records import (
+from iotcollector.storage.batch import (
     clean_text,
     distinct_devices,
     from_epoch_us,

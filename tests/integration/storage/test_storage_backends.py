@@ -17,7 +17,7 @@ from iotcollector.domain.reading import DeadLetter, Reading, StatusChange
 from iotcollector.errors import PermanentStorageError, TransientStorageError
 from iotcollector.storage.migrations import SchemaTooNewError
 from iotcollector.storage.postgres import PostgresStorage
-from iotcollector.storage.records import from_epoch_us
+from iotcollector.storage.batch import from_epoch_us
 from iotcollector.storage.sqlite import SqliteStorage
 from support.postgres import PostgresServer, postgres_available
 

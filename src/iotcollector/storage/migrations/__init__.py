@@ -20,7 +20,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
 
 from iotcollector.errors import PermanentStorageError
-from iotcollector.storage.records import to_epoch_us
+from iotcollector.storage.batch import to_epoch_us
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

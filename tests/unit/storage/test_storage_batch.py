@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iotcollector.domain.reading import Reading
-from iotcollector.storage.records import (
+from iotcollector.storage.batch import (
     clean_text,
     distinct_devices,
     from_epoch_us,
