@@ -291,7 +291,7 @@ def _add_post_data(router: APIRouter, ctx: ApiContext) -> None:
     )
     async def post_data(request: Request) -> Response:
         content_type = request.headers.get("content-type")
-        if content_type is not None and not _isjson_response(content_type):
+        if content_type is not None and not _is_json_media_type(content_type):
             raise ApiError(415, "unsupported_media_type", "the body must be application/json")
         body = await _read_body(request, ctx.max_body_bytes)
         received_at = ctx.clock()
@@ -432,7 +432,7 @@ def _add_aggregate(router: APIRouter, ctx: ApiContext) -> None:
         )
 
 
-def _isjson_response(content_type: str) -> bool:
+def _is_json_media_type(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
