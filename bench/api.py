@@ -61,7 +61,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bench.common import git, machine  # noqa: E402
 from iotcollector.storage.base import ReadingFilter  # noqa: E402
-from iotcollector.storage.postgres import _AGGREGATE, readings_query  # noqa: E402
+from iotcollector.storage.postgres_reader import _AGGREGATE  # noqa: E402
+from iotcollector.storage.query import POSTGRES, readings_query  # noqa: E402
 from support.collector import Collector  # noqa: E402
 from support.mosquitto import MosquittoServer  # noqa: E402
 from support.postgres import PostgresServer  # noqa: E402
@@ -174,7 +175,7 @@ class Query:
     def sql(self, kind: str) -> tuple[str, Any]:
         if kind == "data_1h":
             where = ReadingFilter(self.device_id, self.sensor_type, self.start, self.end)
-            return readings_query(where, None, LIMIT + 1)  # the server asks for limit + 1
+            return readings_query(where, None, LIMIT + 1, POSTGRES)  # the server asks for limit + 1
         params = {
             "bucket": timedelta(seconds=BUCKET_S),
             "sensor_type": self.sensor_type,

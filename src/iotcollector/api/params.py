@@ -16,14 +16,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
+from iotcollector.domain.epoch import MICROSECOND, from_epoch_us, to_epoch_us
 from iotcollector.storage.base import Position
 
 DEVICE_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,50}$"
 SENSOR_TYPE_PATTERN: Final = r"^[A-Za-z0-9._-]{1,20}$"
 _DEVICE_ID_RE: Final = re.compile(r"[A-Za-z0-9._:-]{1,50}")
 
-EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
 _MAX_TIME_CHARS: Final = 64
 _EPOCH_MS_ABOVE: Final = Decimal(100_000_000_000)  # the same rule as the readings' timestamps
 _EPOCH_RE: Final = re.compile(r"-?[0-9]{1,16}(?:\.[0-9]{1,9})?")
@@ -76,7 +75,7 @@ def _epoch(raw: str) -> datetime:
         raise ParamError("must be a number of epoch seconds or milliseconds") from None
     micros = number * 1000 if number > _EPOCH_MS_ABOVE else number * 1_000_000
     try:
-        return EPOCH + timedelta(microseconds=int(micros.to_integral_value()))
+        return from_epoch_us(int(micros.to_integral_value()))
     except OverflowError:
         raise ParamError("is outside the years 1-9999") from None
 
@@ -84,10 +83,6 @@ def _epoch(raw: str) -> datetime:
 def check_range(start: datetime | None, end: datetime | None) -> None:
     if start is not None and end is not None and start >= end:
         raise ParamError("'from' must be earlier than 'to'")
-
-
-def to_epoch_us(moment: datetime) -> int:
-    return (moment - EPOCH) // _MICROSECOND
 
 
 def encode_cursor(position: Position) -> str:
@@ -102,7 +97,7 @@ def decode_cursor(token: str) -> Position:
         raise ParamError("is not a cursor returned by this API")
     _, micros, row_id = _CURSOR_FORMAT.unpack(raw)
     try:
-        moment = EPOCH + timedelta(microseconds=micros)
+        moment = from_epoch_us(micros)
     except OverflowError:
         raise ParamError("is not a cursor returned by this API") from None
     return Position(moment, row_id)
@@ -149,7 +144,7 @@ def parse_bucket(text: str) -> timedelta:
 
 def bucket_count(start: datetime, end: datetime, width: timedelta) -> int:
     """How many epoch-aligned buckets of ``width`` overlap ``[start, end)``."""
-    w = width // _MICROSECOND
+    w = width // MICROSECOND
     first = to_epoch_us(start) // w * w
     return math.ceil((to_epoch_us(end) - first) / w)
 

@@ -83,7 +83,7 @@ class PostgresPurger:
         self._conn: AsyncConnection[Any] | None = None
 
     async def purge(self, cutoff: datetime) -> PurgeResult:
-        from iotcollector.storage.postgres import translate_error  # noqa: PLC0415 - lazy backend
+        from iotcollector.storage.postgres_errors import translate_error  # noqa: PLC0415 - lazy backend
 
         deleted: dict[str, int] = {}
         try:
@@ -171,7 +171,7 @@ class SqlitePurger:
         return cur.rowcount
 
     async def purge(self, cutoff: datetime) -> PurgeResult:
-        from iotcollector.storage.batch import to_epoch_us  # noqa: PLC0415
+        from iotcollector.domain.epoch import to_epoch_us  # noqa: PLC0415
 
         cutoff_us = to_epoch_us(cutoff)
         deleted: dict[str, int] = {}

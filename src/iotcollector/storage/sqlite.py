@@ -20,26 +20,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
+from iotcollector.domain.epoch import from_epoch_us, to_epoch_us
 from iotcollector.errors import PermanentStorageError, StorageError, TransientStorageError
-from iotcollector.storage.base import Bucket, DeviceRecord, StoredReading, WriteResult
+from iotcollector.storage.base import Bucket, DeviceRecord, StoredReading
+from iotcollector.storage.batch import Bisection, distinct_devices, settle
 from iotcollector.storage.migrations import migrate_sqlite
-from iotcollector.storage.batch import (
-    clean_text,
-    distinct_devices,
-    from_epoch_us,
-    refused_payload,
-    storage_reason,
-    to_epoch_us,
-)
+from iotcollector.storage.query import SQLITE, devices_query, readings_query
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from datetime import timedelta
 
     from iotcollector.domain.reading import DeadLetter, Reading, StatusChange
-    from iotcollector.storage.base import Position, ReadingFilter
+    from iotcollector.storage.base import Position, ReadingFilter, WriteResult
 
-__all__ = ["SqliteStorage", "from_epoch_us", "is_transient_sqlite_error", "to_epoch_us"]
+__all__ = ["SqliteStorage", "is_transient_sqlite_error", "translate_sqlite_error"]
 
 _T = TypeVar("_T")
 
@@ -219,7 +214,7 @@ class SqliteStorage:
     async def read_readings(
         self, where: ReadingFilter, *, before: Position | None, limit: int
     ) -> list[StoredReading]:
-        sql, params = _readings_query(where, before, limit)
+        sql, params = readings_query(where, before, limit, SQLITE)
 
         def run(conn: sqlite3.Connection) -> list[StoredReading]:
             return [
@@ -265,22 +260,12 @@ class SqliteStorage:
         status: str | None = None,
         online_since: datetime | None = None,
     ) -> list[DeviceRecord]:
-        conditions = ["1"]
-        params: list[object] = []
-        if after is not None:
-            conditions.append("device_id > ?")
-            params.append(after)
-        if status is not None and online_since is not None:
-            online = "(status = 'online' AND last_seen >= ?)"
-            conditions.append(online if status == "online" else f"NOT {online}")
-            params.append(to_epoch_us(online_since))
-        sql = (
-            "SELECT device_id, first_seen, last_seen, status FROM devices "
-            f"WHERE {' AND '.join(conditions)} ORDER BY device_id LIMIT ?"
+        sql, params = devices_query(
+            after=after, limit=limit, status=status, online_since=online_since, dialect=SQLITE
         )
 
         def run(conn: sqlite3.Connection) -> list[DeviceRecord]:
-            rows = conn.execute(sql, [*params, limit]).fetchall()
+            rows = conn.execute(sql, params).fetchall()
             return [
                 DeviceRecord(d, from_epoch_us(f), from_epoch_us(la), _sensor_types(conn, d), st)
                 for d, f, la, st in rows
@@ -399,66 +384,52 @@ class SqliteStorage:
         *,
         isolate: bool,
     ) -> WriteResult:
-        now_us = to_epoch_us(datetime.now(UTC))
-        refused: list[tuple[Reading, str]] = []
+        now = datetime.now(UTC)
+        now_us = to_epoch_us(now)
+        bisection = Bisection(readings)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if not readings:
-                stored = 0
-            elif isolate:
-                stored = self._insert_isolating(conn, readings, now_us, refused)
-            else:
-                stored = _insert(conn, readings, now_us)
-            refused_ids = {id(r) for r, _ in refused}
-            accepted = [r for r in readings if id(r) not in refused_ids] if refused else readings
+            if isolate:
+                _insert_isolating(conn, bisection, now_us)
+            elif readings:
+                bisection.landed(_insert(conn, readings, now_us))
+            done = settle(
+                readings, dead_letters, stored=bisection.stored, refused=bisection.rejected, now=now
+            )
             conn.executemany(
-                _UPSERT_DEVICE, [(d, now_us, now_us) for d in distinct_devices(accepted)]
+                _UPSERT_DEVICE, [(d, now_us, now_us) for d in distinct_devices(done.accepted)]
             )
             conn.executemany(
                 _APPLY_STATUS, [(s.device_id, now_us, now_us, s.status) for s in statuses]
             )
-            rows = [
-                (to_epoch_us(d.received_at), clean_text(d.topic), bytes(d.payload), d.reason)
-                for d in dead_letters
-            ]
-            rows += [(now_us, "", refused_payload(r), reason) for r, reason in refused]
-            if rows:
-                conn.executemany(_INSERT_REJECTED, rows)
+            if done.rejected:
+                conn.executemany(
+                    _INSERT_REJECTED,
+                    [(to_epoch_us(at), topic, p, why) for at, topic, p, why in done.rejected],
+                )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        return WriteResult(
-            stored=stored,
-            duplicates=len(accepted) - stored,
-            dead_letters=len(dead_letters) + len(refused),
-        )
+        return done.result
 
-    def _insert_isolating(
-        self,
-        conn: sqlite3.Connection,
-        readings: list[Reading],
-        now_us: int,
-        refused: list[tuple[Reading, str]],
-    ) -> int:
+
+def _insert_isolating(conn: sqlite3.Connection, bisection: Bisection, now_us: int) -> None:
+    """Each chunk under a savepoint; a data error splits the chunk."""
+    while (chunk := bisection.next_chunk()) is not None:
         conn.execute("SAVEPOINT isolate")
         try:
-            stored = _insert(conn, readings, now_us)
+            stored = _insert(conn, chunk, now_us)
         except Exception as exc:
             conn.execute("ROLLBACK TO isolate")
             conn.execute("RELEASE isolate")
             if not _is_row_error(exc):
                 raise
-            if len(readings) == 1:
-                refused.append((readings[0], storage_reason(str(exc))))
-                return 0
+            bisection.refused(chunk, str(exc))
         else:
             conn.execute("RELEASE isolate")
-            return stored
-        middle = len(readings) // 2
-        first = self._insert_isolating(conn, readings[:middle], now_us, refused)
-        return first + self._insert_isolating(conn, readings[middle:], now_us, refused)
+            bisection.landed(stored)
 
 
 def _insert(conn: sqlite3.Connection, readings: Sequence[Reading], now_us: int) -> int:
@@ -482,41 +453,6 @@ WHERE sensor_type = :sensor_type {device} AND timestamp >= :start AND timestamp 
 GROUP BY bucket_start
 ORDER BY bucket_start
 """
-
-
-def _readings_query(
-    where: ReadingFilter, before: Position | None, limit: int
-) -> tuple[str, list[object]]:
-    """The newest-first keyset query; the same rules as PostgreSQL's ``readings_query``."""
-    conditions: list[str] = []
-    params: list[object] = []
-    if where.device_id is not None:
-        conditions.append("device_id = ?")
-        params.append(where.device_id)
-    if where.sensor_type is not None:
-        conditions.append("sensor_type = ?")
-        params.append(where.sensor_type)
-    if where.start is not None:
-        conditions.append("timestamp >= ?")
-        params.append(to_epoch_us(where.start))
-    unique_time = where.device_id is not None and where.sensor_type is not None
-    end = where.end
-    if unique_time and before is not None:
-        end = before.timestamp if end is None else min(end, before.timestamp)
-    if end is not None:
-        conditions.append("timestamp < ?")
-        params.append(to_epoch_us(end))
-    if before is not None and not unique_time:
-        ts = to_epoch_us(before.timestamp)
-        conditions.append("timestamp <= ? AND (timestamp < ? OR id < ?)")
-        params += [ts, ts, before.id]
-    order = "timestamp DESC" if unique_time else "timestamp DESC, id DESC"
-    condition = " AND ".join(conditions) or "1"
-    sql = (
-        "SELECT id, device_id, sensor_type, value, unit, timestamp FROM iot_data "
-        f"WHERE {condition} ORDER BY {order} LIMIT ?"
-    )
-    return sql, [*params, limit]
 
 
 def _sensor_types(conn: sqlite3.Connection, device_id: str) -> tuple[str, ...]:

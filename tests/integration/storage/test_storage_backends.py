@@ -13,11 +13,11 @@ import orjson
 import psycopg
 import pytest
 
+from iotcollector.domain.epoch import from_epoch_us
 from iotcollector.domain.reading import DeadLetter, Reading, StatusChange
 from iotcollector.errors import PermanentStorageError, TransientStorageError
 from iotcollector.storage.migrations import SchemaTooNewError
 from iotcollector.storage.postgres import PostgresStorage
-from iotcollector.storage.batch import from_epoch_us
 from iotcollector.storage.sqlite import SqliteStorage
 from support.postgres import PostgresServer, postgres_available
 

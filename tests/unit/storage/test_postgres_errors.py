@@ -7,7 +7,7 @@ import pytest
 from psycopg import errors
 
 from iotcollector.errors import PermanentStorageError, TransientStorageError
-from iotcollector.storage.postgres import (
+from iotcollector.storage.postgres_errors import (
     is_row_sqlstate,
     is_transient_error,
     is_transient_sqlstate,

@@ -1,60 +1,94 @@
-"""Time encoding and the rows kept for readings the database refused."""
+"""What both backends do with a batch: bisection, settlement, refused rows, clean text."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import orjson
-import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from iotcollector.domain.reading import Reading
+from iotcollector.domain.reading import DeadLetter, Reading
+from iotcollector.storage.base import WriteResult
 from iotcollector.storage.batch import (
+    Bisection,
     clean_text,
     distinct_devices,
-    from_epoch_us,
     refused_payload,
+    settle,
     storage_reason,
-    to_epoch_us,
 )
 
-
-def test_epoch_is_zero() -> None:
-    assert to_epoch_us(datetime(1970, 1, 1, tzinfo=UTC)) == 0
+TS = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def test_known_value() -> None:
-    moment = datetime(2026, 11, 28, 0, 0, 0, 123456, tzinfo=UTC)
-    assert to_epoch_us(moment) == 1_795_824_000_123_456
-    assert from_epoch_us(1_795_824_000_123_456) == moment
+def _readings(count: int) -> list[Reading]:
+    return [Reading(f"d{i}", "t", float(i), "", TS) for i in range(count)]
 
 
-def test_offsets_are_converted_to_utc() -> None:
-    paris = timezone(timedelta(hours=1))
-    assert to_epoch_us(datetime(2026, 1, 1, 1, 0, tzinfo=paris)) == to_epoch_us(
-        datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
-    )
+def _bisect(readings: list[Reading], bad: set[int]) -> tuple[Bisection, list[int]]:
+    """Drive a bisection as a backend does: a chunk holding a bad reading is refused."""
+    bisection = Bisection(readings)
+    tried: list[int] = []
+    while (chunk := bisection.next_chunk()) is not None:
+        tried.append(len(chunk))
+        if any(int(r.value) in bad for r in chunk):
+            bisection.refused(chunk, f"bad row\nDETAIL: {len(chunk)}")
+        else:
+            bisection.landed(len(chunk))
+    return bisection, tried
 
 
-def test_naive_datetime_is_refused() -> None:
-    with pytest.raises(ValueError, match="naive"):
-        to_epoch_us(datetime(2026, 1, 1))  # noqa: DTZ001 - the point of the test
+def test_bisection_isolates_each_bad_reading_and_lands_the_rest() -> None:
+    readings = _readings(10)
+    bisection, tried = _bisect(readings, {3, 7})
+    assert bisection.stored == 8
+    assert bisection.rejected == [
+        (readings[3], "storage: bad row"),
+        (readings[7], "storage: bad row"),
+    ]
+    assert tried[0] == 10
 
 
-def test_result_is_utc() -> None:
-    assert from_epoch_us(0).tzinfo is UTC
+def test_bisection_tries_chunks_in_batch_order() -> None:
+    readings = _readings(8)
+    bisection = Bisection(readings)
+    first = bisection.next_chunk()
+    assert first is not None
+    bisection.refused(first, "x")
+    assert bisection.next_chunk() == readings[:4]
+    assert bisection.next_chunk() == readings[4:]
+    assert bisection.next_chunk() is None
 
 
-@given(
-    st.datetimes(
-        min_value=datetime(1900, 1, 1),  # noqa: DTZ001 - hypothesis bounds are naive
-        max_value=datetime(9999, 12, 30),  # noqa: DTZ001
-        timezones=st.just(UTC),
-    )
-)
-def test_round_trip_is_exact(moment: datetime) -> None:
-    assert from_epoch_us(to_epoch_us(moment)) == moment
+def test_bisection_of_nothing_tries_nothing() -> None:
+    assert Bisection([]).next_chunk() is None
+
+
+def test_bisection_when_every_reading_is_bad() -> None:
+    readings = _readings(5)
+    bisection, _ = _bisect(readings, set(range(5)))
+    assert bisection.stored == 0
+    assert [r for r, _ in bisection.rejected] == readings
+
+
+def test_settle_counts_stored_duplicates_and_dead_letters() -> None:
+    readings = _readings(4)
+    dead = DeadLetter(topic="iot/\x00data", payload=b"{", reason="invalid_json", received_at=TS)
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    done = settle(readings, [dead], stored=2, refused=[(readings[1], "storage: x\x00")], now=now)
+    assert done.accepted == [readings[0], readings[2], readings[3]]
+    assert done.result == WriteResult(stored=2, duplicates=1, dead_letters=2)
+    assert done.rejected == [
+        (TS, "iot/\ufffddata", b"{", "invalid_json"),
+        (now, "", refused_payload(readings[1]), "storage: x\ufffd"),
+    ]
+
+
+def test_settle_without_refusals_accepts_the_batch_as_is() -> None:
+    readings = _readings(3)
+    done = settle(readings, [], stored=3, refused=[], now=TS)
+    assert done.accepted is readings
+    assert done.rejected == []
+    assert done.result == WriteResult(stored=3, duplicates=0, dead_letters=0)
 
 
 def test_refused_payload_is_the_reading_as_json() -> None:

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
 
+from iotcollector.domain.epoch import to_epoch_us
 from iotcollector.errors import PermanentStorageError
-from iotcollector.storage.batch import to_epoch_us
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

@@ -1,0 +1,299 @@
+"""The ingest side of PostgreSQL: one writer connection, one ping connection, migrations.
+
+``write_batch`` is one transaction: readings (idempotent), dead letters and the devices
+registry, committed before it returns. The readings are first ``COPY``'d (binary) straight
+into ``iot_data`` under a savepoint; a batch that holds a reading already stored (a
+redelivery) fails on the unique key and goes through a temporary staging table filled by
+``COPY`` then ``INSERT … SELECT … ON CONFLICT DO NOTHING``. The direct path costs PostgreSQL
+about half the CPU per row of the staging one (``bench/README.md``).
+
+On a transient error (connection loss, shutdown, overload, serialization failure, deadlock)
+the connection is dropped and re-made on the next call. A batch refused for a row's data is
+retried with the rows bisected under savepoints (:class:`~iotcollector.storage.batch.
+Bisection`), and each refused reading goes to ``iot_rejected`` so the rest lands.
+
+Devices registry: ``first_seen`` / ``last_seen`` are the collector's storage time
+(``now()``, the transaction's time), not the devices' clocks, which may be wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import psycopg
+
+from iotcollector.errors import StorageError, TransientStorageError
+from iotcollector.storage.batch import Bisection, distinct_devices, settle
+from iotcollector.storage.migrations import migrate_postgres
+from iotcollector.storage.postgres_connection import close_quietly, connect
+from iotcollector.storage.postgres_errors import error_message, is_row_error, translate_error
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from psycopg import AsyncConnection
+
+    from iotcollector.domain.reading import DeadLetter, Reading, StatusChange
+    from iotcollector.storage.base import WriteResult
+
+
+class InsertReadings(Protocol):
+    """Insert readings idempotently inside the caller's transaction; return how many were new.
+
+    ``more_to_come``: more chunks follow in this transaction (bisection).
+    """
+
+    async def __call__(
+        self, conn: AsyncConnection[Any], readings: Sequence[Reading], *, more_to_come: bool
+    ) -> int: ...
+
+
+_STAGING = "iot_data_staging"
+_CREATE_STAGING = f"""
+CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (
+    device_id text, sensor_type text, value double precision, unit text, ts timestamptz
+) ON COMMIT DELETE ROWS
+"""
+_COPY_STAGING = (
+    f"COPY {_STAGING} (device_id, sensor_type, value, unit, ts) FROM STDIN (FORMAT BINARY)"
+)
+_COPY_TYPES = ["text", "text", "float8", "text", "timestamptz"]
+_COPY_DIRECT = (
+    'COPY iot_data (device_id, sensor_type, value, unit, "timestamp") FROM STDIN (FORMAT BINARY)'
+)
+_INSERT_FROM_STAGING = f"""
+INSERT INTO iot_data (device_id, sensor_type, value, unit, "timestamp")
+SELECT device_id, sensor_type, value, unit, ts FROM {_STAGING}
+ON CONFLICT DO NOTHING
+"""
+_UPSERT_DEVICES = """
+INSERT INTO devices AS d (device_id, first_seen, last_seen, status)
+SELECT id, now(), now(), 'online' FROM unnest(%s::text[]) AS u(id)
+ON CONFLICT (device_id) DO UPDATE
+SET last_seen = greatest(d.last_seen, excluded.last_seen), status = 'online'
+"""
+# Presence: 'online' refreshes last_seen; 'offline' (a Last Will) keeps it.
+_APPLY_STATUS = """
+INSERT INTO devices AS d (device_id, first_seen, last_seen, status)
+VALUES (%(device_id)s, now(), now(), %(status)s)
+ON CONFLICT (device_id) DO UPDATE
+SET status = excluded.status,
+    last_seen = CASE WHEN excluded.status = 'online'
+                     THEN greatest(d.last_seen, excluded.last_seen) ELSE d.last_seen END
+"""
+_INSERT_REJECTED = """
+INSERT INTO iot_rejected (received_at, topic, payload, reason)
+SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::bytea[], %s::text[])
+"""
+
+
+async def copy_readings(
+    conn: AsyncConnection[Any], readings: Sequence[Reading], *, more_to_come: bool
+) -> int:
+    """Binary ``COPY`` into ``iot_data``; on a redelivery, through the staging table.
+
+    ``more_to_come``: the staging table is emptied now; otherwise ``ON COMMIT DELETE ROWS``
+    empties it at commit.
+    """
+    rows = [(r.device_id, r.sensor_type, r.value, r.unit, r.timestamp) for r in readings]
+    async with conn.cursor() as cur:
+        try:
+            async with conn.transaction(), cur.copy(_COPY_DIRECT) as copy:
+                copy.set_types(_COPY_TYPES)
+                for row in rows:
+                    await copy.write_row(row)
+        except psycopg.errors.UniqueViolation:
+            pass
+        else:
+            return len(readings)
+        async with cur.copy(_COPY_STAGING) as copy:
+            copy.set_types(_COPY_TYPES)
+            for row in rows:
+                await copy.write_row(row)
+        await cur.execute(_INSERT_FROM_STAGING)
+        stored = cur.rowcount
+        if more_to_come:
+            await cur.execute(f"TRUNCATE {_STAGING}")
+        return stored
+
+
+class PostgresWriter:
+    """Batches, presence and migrations on one connection; ``ping`` on its own."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout_s: float = 5.0,
+        operation_timeout_s: float = 30.0,
+        insert: InsertReadings = copy_readings,
+    ) -> None:
+        self._url = url
+        self._connect_timeout_s = connect_timeout_s
+        self._operation_timeout_s = operation_timeout_s
+        self._insert = insert
+        self._writer: AsyncConnection[Any] | None = None
+        self._pinger: AsyncConnection[Any] | None = None
+        self._writer_lock = asyncio.Lock()
+        self._ping_lock = asyncio.Lock()
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        async with self._writer_lock:
+            await self._writer_connection()
+
+    async def close(self) -> None:
+        async with self._writer_lock:
+            await self._drop_writer()
+        async with self._ping_lock:
+            await self._drop_pinger()
+
+    async def migrate(self) -> list[str]:
+        async with self._writer_lock:
+            conn = await self._writer_connection()
+            try:
+                return await migrate_postgres(conn)
+            except StorageError:
+                raise
+            except Exception as exc:
+                error = translate_error(exc, "migration")
+                if isinstance(error, TransientStorageError):
+                    await self._drop_writer()
+                raise error from exc
+
+    async def ping(self) -> None:
+        async with self._ping_lock:
+            try:
+                async with asyncio.timeout(self._connect_timeout_s):
+                    if self._pinger is None or self._pinger.closed:
+                        self._pinger = await connect(self._url, self._connect_timeout_s)
+                    await self._pinger.execute("SELECT 1")
+            except Exception as exc:
+                await self._drop_pinger()
+                error = translate_error(exc, "ping")
+                if not isinstance(error, TransientStorageError):
+                    error = TransientStorageError(str(error))
+                raise error from exc
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def write_batch(
+        self,
+        readings: Sequence[Reading],
+        dead_letters: Sequence[DeadLetter],
+        statuses: Sequence[StatusChange] = (),
+    ) -> WriteResult:
+        async with self._writer_lock:
+            try:
+                async with asyncio.timeout(self._operation_timeout_s):
+                    conn = await self._writer_connection()
+                    try:
+                        return await self._write(
+                            conn, readings, dead_letters, statuses, isolate=False
+                        )
+                    except psycopg.Error as exc:
+                        if not readings or not is_row_error(exc):
+                            raise
+                    return await self._write(conn, readings, dead_letters, statuses, isolate=True)
+            except asyncio.CancelledError:
+                # Cancelled mid-statement: the connection's state is unknown, start afresh.
+                await self._drop_writer()
+                raise
+            except Exception as exc:
+                error = translate_error(exc, "write")
+                if isinstance(error, TransientStorageError) or isinstance(exc, TimeoutError):
+                    await self._drop_writer()
+                raise error from exc
+
+    async def _write(
+        self,
+        conn: AsyncConnection[Any],
+        readings: Sequence[Reading],
+        dead_letters: Sequence[DeadLetter],
+        statuses: Sequence[StatusChange],
+        *,
+        isolate: bool,
+    ) -> WriteResult:
+        async with conn.transaction():
+            bisection = Bisection(readings)
+            if isolate:
+                await self._insert_isolating(conn, bisection)
+            elif readings:
+                bisection.landed(await self._insert(conn, readings, more_to_come=False))
+            done = settle(
+                readings,
+                dead_letters,
+                stored=bisection.stored,
+                refused=bisection.rejected,
+                now=datetime.now(UTC),
+            )
+            if done.accepted:
+                await conn.execute(_UPSERT_DEVICES, (distinct_devices(done.accepted),))
+            if statuses:
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        _APPLY_STATUS,
+                        [{"device_id": s.device_id, "status": s.status} for s in statuses],
+                    )
+            if done.rejected:
+                await conn.execute(
+                    _INSERT_REJECTED, [list(c) for c in zip(*done.rejected, strict=True)]
+                )
+        return done.result
+
+    async def _insert_isolating(self, conn: AsyncConnection[Any], bisection: Bisection) -> None:
+        """Each chunk under a savepoint; a data error splits the chunk."""
+        while (chunk := bisection.next_chunk()) is not None:
+            try:
+                async with conn.transaction():  # a savepoint inside the batch's transaction
+                    stored = await self._insert(conn, chunk, more_to_come=True)
+            except psycopg.Error as exc:
+                if not is_row_error(exc):
+                    raise
+                bisection.refused(chunk, error_message(exc))
+            else:
+                bisection.landed(stored)
+
+    async def mark_offline(self, silent_since: datetime) -> int:
+        async with self._writer_lock:
+            try:
+                async with asyncio.timeout(self._operation_timeout_s):
+                    conn = await self._writer_connection()
+                    async with conn.transaction():
+                        cur = await conn.execute(
+                            "UPDATE devices SET status = 'offline' "
+                            "WHERE status = 'online' AND last_seen < %s",
+                            (silent_since,),
+                        )
+                        return cur.rowcount
+            except Exception as exc:
+                error = translate_error(exc, "mark devices offline")
+                if isinstance(error, TransientStorageError) or isinstance(exc, TimeoutError):
+                    await self._drop_writer()
+                raise error from exc
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def _writer_connection(self) -> AsyncConnection[Any]:
+        if self._writer is not None and not self._writer.closed:
+            return self._writer
+        conn = await connect(self._url, self._connect_timeout_s)
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                await conn.execute(_CREATE_STAGING)
+        except Exception as exc:
+            await conn.close()
+            raise translate_error(exc, "connect") from exc
+        self._writer = conn
+        return conn
+
+    async def _drop_writer(self) -> None:
+        conn, self._writer = self._writer, None
+        await close_quietly(conn)
+
+    async def _drop_pinger(self) -> None:
+        conn, self._pinger = self._pinger, None
+        await close_quietly(conn)

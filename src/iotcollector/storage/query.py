@@ -1,0 +1,131 @@
+"""The API's read queries, built once for both backends.
+
+A :class:`Dialect` says how a backend spells a parameter and encodes a time; the rules (the
+newest-first keyset, the device-list filters) are written here only. ``docs/api.md`` shows
+the PostgreSQL plans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from iotcollector.domain.epoch import to_epoch_us
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from iotcollector.storage.base import Position, ReadingFilter
+
+
+def _as_is(moment: datetime) -> object:
+    return moment
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How one backend writes the queries.
+
+    ``merge_sensors``: one device's readings over all its sensors are read as a merge of one
+    backward index scan per sensor (a recursive CTE and ``LATERAL``), instead of one scan.
+    """
+
+    placeholder: str
+    encode_time: Callable[[datetime], object]
+    merge_sensors: bool
+
+
+POSTGRES = Dialect(placeholder="%s", encode_time=_as_is, merge_sensors=True)
+SQLITE = Dialect(placeholder="?", encode_time=to_epoch_us, merge_sensors=False)
+
+READ_COLUMNS = 'id, device_id, sensor_type, value, unit, "timestamp"'
+
+# Newest first for one device over all its sensors: within one sensor the timestamp is
+# unique, so each branch is an ordered backward scan of the unique index that stops after
+# ``limit`` rows; the condition (device, range, keyset) is applied inside. No index of its
+# own: one on (device_id, timestamp) would cost every ingested reading (bench.pg_row_cost).
+_DEVICE_READINGS = """
+WITH RECURSIVE s(sensor_type) AS (
+    SELECT min(sensor_type) FROM iot_data WHERE device_id = {p}
+  UNION ALL
+    SELECT (SELECT min(sensor_type) FROM iot_data
+            WHERE device_id = {p} AND sensor_type > s.sensor_type)
+    FROM s WHERE s.sensor_type IS NOT NULL
+)
+SELECT r.* FROM s CROSS JOIN LATERAL (
+    SELECT {columns} FROM iot_data
+    WHERE sensor_type = s.sensor_type AND {condition}
+    ORDER BY "timestamp" DESC LIMIT {p}
+) AS r
+ORDER BY "timestamp" DESC, id DESC LIMIT {p}
+"""
+
+
+def readings_query(
+    where: ReadingFilter, before: Position | None, limit: int, dialect: Dialect
+) -> tuple[str, list[object]]:
+    """The newest-first keyset query for ``where``, strictly after ``before``.
+
+    With both ``device_id`` and ``sensor_type`` the timestamp is unique (the unique key), so
+    ordering and the keyset need the timestamp only and the unique index serves it exactly;
+    otherwise ``id`` breaks ties between readings of the same instant.
+    """
+    p, encode = dialect.placeholder, dialect.encode_time
+    conditions: list[str] = []
+    params: list[object] = []
+    if where.device_id is not None:
+        conditions.append(f"device_id = {p}")
+        params.append(where.device_id)
+    if where.sensor_type is not None:
+        conditions.append(f"sensor_type = {p}")
+        params.append(where.sensor_type)
+    if where.start is not None:
+        conditions.append(f'"timestamp" >= {p}')
+        params.append(encode(where.start))
+    unique_time = where.device_id is not None and where.sensor_type is not None
+    end = where.end
+    if unique_time and before is not None:
+        # One upper bound rather than two: the planner estimates a single range well.
+        end = before.timestamp if end is None else min(end, before.timestamp)
+    if end is not None:
+        conditions.append(f'"timestamp" < {p}')
+        params.append(encode(end))
+    if before is not None and not unique_time:
+        conditions.append(f'"timestamp" <= {p} AND ("timestamp" < {p} OR id < {p})')
+        moment = encode(before.timestamp)
+        params += [moment, moment, before.id]
+    condition = " AND ".join(conditions) or "TRUE"
+    if dialect.merge_sensors and where.device_id is not None and where.sensor_type is None:
+        sql = _DEVICE_READINGS.format(p=p, columns=READ_COLUMNS, condition=condition)
+        return sql, [where.device_id, where.device_id, *params, limit, limit]
+    order = '"timestamp" DESC' if unique_time else '"timestamp" DESC, id DESC'
+    sql = f"SELECT {READ_COLUMNS} FROM iot_data WHERE {condition} ORDER BY {order} LIMIT {p}"
+    return sql, [*params, limit]
+
+
+def devices_query(
+    *,
+    after: str | None,
+    limit: int,
+    status: str | None,
+    online_since: datetime | None,
+    dialect: Dialect,
+) -> tuple[str, list[object]]:
+    """Devices ordered by id after ``after``; with ``status``, those online (or not) since
+    ``online_since`` in the sense of :meth:`~iotcollector.storage.base.DeviceRecord.is_online`."""
+    p = dialect.placeholder
+    conditions = ["TRUE"]
+    params: list[object] = []
+    if after is not None:
+        conditions.append(f"device_id > {p}")
+        params.append(after)
+    if status is not None and online_since is not None:
+        online = f"(status = 'online' AND last_seen >= {p})"
+        conditions.append(online if status == "online" else f"NOT {online}")
+        params.append(dialect.encode_time(online_since))
+    sql = (
+        "SELECT device_id, first_seen, last_seen, status FROM devices "
+        f"WHERE {' AND '.join(conditions)} ORDER BY device_id LIMIT {p}"
+    )
+    return sql, [*params, limit]
