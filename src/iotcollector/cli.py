@@ -13,10 +13,12 @@ from iotcollector import __version__
 from iotcollector.config import ApiAuth, Settings, load_settings
 from iotcollector.errors import ConfigError, StorageError
 from iotcollector.logs import configure_logging
+from iotcollector.redact import redact_url, settings_secrets
 from iotcollector.simulator.cli import add_arguments as add_simulate_arguments
 from iotcollector.simulator.cli import simulated_devices
 
 if TYPE_CHECKING:
+    import logging
     from collections.abc import Coroutine
 
 
@@ -61,11 +63,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(settings: Settings) -> logging.Logger:
+    """Logging as configured, with every configured secret masked in every line."""
+    return configure_logging(settings.log_level, settings.log_format, settings_secrets(settings))
+
+
 def _backup_or_restore(settings: Settings, args: argparse.Namespace) -> int:
     """0 done; 1 refused or failed, with the reason logged."""
     from iotcollector.storage import backup  # noqa: PLC0415 - only these commands
 
-    log = configure_logging(settings.log_level, settings.log_format)
+    log = _configure_logging(settings)
     url = settings.database_url.get_secret_value()
     try:
         if args.command == "backup":
@@ -81,7 +88,7 @@ def _backup_or_restore(settings: Settings, args: argparse.Namespace) -> int:
 async def _migrate(settings: Settings) -> int:
     from iotcollector.storage.factory import open_storage  # noqa: PLC0415 - only this command
 
-    log = configure_logging(settings.log_level, settings.log_format)
+    log = _configure_logging(settings)
     storage = open_storage(settings.database_url.get_secret_value())
     try:
         await storage.open()
@@ -98,7 +105,7 @@ async def _migrate(settings: Settings) -> int:
 async def _serve(settings: Settings) -> int:
     from iotcollector.service import Service  # noqa: PLC0415 - heavy imports for one command
 
-    log = configure_logging(settings.log_level, settings.log_format)
+    log = _configure_logging(settings)
     return await Service(settings, log).run()
 
 
@@ -109,7 +116,7 @@ async def _up(settings: Settings, simulate: int = 0) -> int:
     )
     from iotcollector.service import Service  # noqa: PLC0415
 
-    log = configure_logging(settings.log_level, settings.log_format)
+    log = _configure_logging(settings)
     broker = None
     if "mqtt_url" not in settings.model_fields_set:
         port = settings.embedded_mqtt_port
@@ -141,9 +148,9 @@ async def _up(settings: Settings, simulate: int = 0) -> int:
         f"  dashboard      {base}/\n"
         f"  API docs       {base}/docs\n"
         f"  metrics        {base}/metrics\n"
-        f"  MQTT broker    {settings.mqtt_url}{' (embedded)' if broker else ''}, topic "
+        f"  MQTT broker    {redact_url(settings.mqtt_url)}{' (embedded)' if broker else ''}, topic "
         f"{','.join(settings.mqtt_topics)}\n"
-        f"  database       {_redacted(settings.database_url.get_secret_value())}\n"
+        f"  database       {redact_url(settings.database_url.get_secret_value())}\n"
         + (
             f"  simulation     {simulate} simulated devices publish a reading per second each\n"
             if simulate
@@ -183,14 +190,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
-
-
-def _redacted(url: str) -> str:
-    head, at, tail = url.rpartition("@")
-    if not at:
-        return url
-    scheme, _, _ = head.partition("://")
-    return f"{scheme}://***@{tail}"
 
 
 def _run_fast(main: Coroutine[Any, Any, int]) -> int:

@@ -4,7 +4,10 @@ in /metrics or in HTTP answers of a running collector, on the happy path and on 
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -15,7 +18,7 @@ from support.collector import Collector, wait_for_count
 from support.mosquitto import PASSWORD_LISTENER, MosquittoServer, free_port, mosquitto_available
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
     from pathlib import Path
 
     from support.postgres import PostgresServer
@@ -162,3 +165,181 @@ def test_secrets_never_appear_in_logs_metrics_or_answers(
     assert _leaks(logs) == [], logs[-5000:]
     assert _leaks(metrics) == []
     assert _leaks(answers) == [], _leaks(answers)
+
+
+# Each a value of its own, so a leak names its source. The bare '%' is not percent-encoding:
+# libpq refuses the URL and psycopg's message quotes the token.
+PERCENT_PASSWORD = "S3CRET%ZZPW-pct"
+QUERY_PASSWORD = "S3CRETQ-query"
+FILE_QUERY_PASSWORD = "S3CRETF-file-query"
+USERINFO_PASSWORD = "S3CRETU-userinfo"
+UP_QUERY_PASSWORD = "S3CRETUP-up-query"
+MQTT_ENV_PASSWORD = "mqtt-env-Tg5Yh8Uj2Ik4"
+MQTT_FILE_PASSWORD = "mqtt-file-Rf4Ed7Ws1Qa3"
+ALL_SECRETS = (
+    PERCENT_PASSWORD,
+    "S3CRET%ZZPW",
+    QUERY_PASSWORD,
+    FILE_QUERY_PASSWORD,
+    USERINFO_PASSWORD,
+    UP_QUERY_PASSWORD,
+    MQTT_ENV_PASSWORD,
+    MQTT_FILE_PASSWORD,
+    API_KEY,
+    API_KEY_FROM_ENV,
+)
+
+
+def _run_cli(tmp_path: Path, name: str, env: dict[str, str], *args: str) -> str:
+    """Run one short command (backup) to its end; its whole output."""
+    result = subprocess.run(
+        [sys.executable, "-m", "iotcollector", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0, f"{name} should have failed"
+    return result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_no_secret_in_any_log_line_from_any_source(
+    postgres_server: PostgresServer, tmp_path: Path, log_format: str
+) -> None:
+    """serve (database down, refused, reachable; MQTT refused and accepted) and up, with
+    secrets in the URL's userinfo, its query string, *_FILE and the environment."""
+    broker = MosquittoServer(listeners=PASSWORD_LISTENER, per_listener_settings=True)
+    passwd = str(broker.dir / "passwd")
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", passwd, "collector", MQTT_ENV_PASSWORD],
+        check=True,
+        capture_output=True,
+    )
+    broker.start()
+    pg_port = postgres_server.url.rsplit(":", 1)[1].split("/")[0]
+    database = postgres_server.create_database(f"secrets_{log_format}")
+    dbname = database.rsplit("/", 1)[1]
+    down = free_port()
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith("IOT_") or k == "IOT_TEST_PG_BIN"
+    } | {"IOT_LOG_FORMAT": log_format, "IOT_LOG_LEVEL": "DEBUG", "IOT_MQTT_USERNAME": "collector"}
+    scenarios = {
+        # Bare '%' in the password: every connect attempt fails while parsing the URL.
+        "percent": {
+            "IOT_DATABASE_URL": f"postgresql://postgres:{PERCENT_PASSWORD}@127.0.0.1:{pg_port}/x",
+            "IOT_MQTT_PASSWORD": MQTT_ENV_PASSWORD,
+            "IOT_API_KEYS": API_KEY_FROM_ENV,
+        },
+        # Database down (retries), password in the query string of a URL from a file.
+        "down": {
+            "IOT_DATABASE_URL_FILE": _secret_file(
+                tmp_path,
+                "down-db",
+                f"postgresql://postgres@127.0.0.1:{down}/x?password={FILE_QUERY_PASSWORD}",
+            ),
+            "IOT_MQTT_PASSWORD": MQTT_ENV_PASSWORD,
+            "IOT_API_KEYS_FILE": _secret_file(tmp_path, "keys", API_KEY),
+        },
+        # The MQTT password from a file is wrong: the broker refuses, the collector retries.
+        "refused": {
+            "IOT_DATABASE_URL_FILE": _secret_file(
+                tmp_path, "refused-db", f"{database}?password={FILE_QUERY_PASSWORD}"
+            ),
+            "IOT_MQTT_PASSWORD_FILE": _secret_file(tmp_path, "refused-mqtt", MQTT_FILE_PASSWORD),
+            "IOT_API_KEYS_FILE": _secret_file(tmp_path, "keys", API_KEY),
+        },
+        # Everything reachable (the test server trusts 127.0.0.1: the password is carried).
+        "ok": {
+            "IOT_DATABASE_URL": database.replace(
+                "postgresql://postgres@", f"postgresql://postgres:{USERINFO_PASSWORD}@"
+            )
+            + f"?password={QUERY_PASSWORD}",
+            "IOT_MQTT_PASSWORD": MQTT_ENV_PASSWORD,
+            "IOT_API_KEYS": f"{API_KEY_FROM_ENV},{API_KEY}",
+        },
+    }
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    ports: dict[str, int] = {}
+    try:
+        for name, extra in scenarios.items():
+            ports[name] = free_port()
+            env = base | extra | {"IOT_MQTT_URL": broker.url, "IOT_MQTT_CLIENT_ID": name}
+            procs[name] = _start(tmp_path, name, env | {"IOT_API_PORT": str(ports[name])})
+        # `up` with the user's PostgreSQL (password in the query string) and broker.
+        ports["up"] = free_port()
+        up_env = base | {
+            "IOT_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{pg_port}/{dbname}"
+            f"?password={UP_QUERY_PASSWORD}",
+            "IOT_MQTT_URL": broker.url,
+            "IOT_MQTT_PASSWORD": MQTT_ENV_PASSWORD,
+            "IOT_MQTT_CLIENT_ID": "up",
+            "IOT_API_PORT": str(ports["up"]),
+        }
+        procs["up"] = _start(tmp_path, "up", up_env)
+        for name in ("ok", "up"):
+            _wait_ready_url(f"http://127.0.0.1:{ports[name]}", tmp_path / f"{name}.log")
+        # At least two connection attempts each, so the retry lines are in.
+        for name in ("percent", "down"):
+            _wait_logged(tmp_path / f"{name}.log", "database not available", times=2)
+        _wait_logged(tmp_path / "refused.log", "not authori")
+        for name in procs:
+            httpx.get(f"http://127.0.0.1:{ports[name]}/api/data", timeout=10)
+    finally:
+        _stop_all(procs.values())
+        broker.cleanup()
+    output = {name: (tmp_path / f"{name}.log").read_text(errors="replace") for name in procs}
+    backup_out = _run_cli(
+        tmp_path, "backup", base | scenarios["percent"], "backup", "--output", "b.dump"
+    )
+    output["backup"] = backup_out
+    assert "invalid percent-encoded token" in output["percent"]
+    assert "database not available" in output["down"]
+    assert "password=***" in output["up"]
+    for name, text in output.items():
+        leaked = [s for s in ALL_SECRETS if s in text]
+        assert leaked == [], f"{name} leaked {leaked}:\n{text[-3000:]}"
+
+
+def _start(tmp_path: Path, name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = "up" if name == "up" else "serve"
+    with (tmp_path / f"{name}.log").open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "iotcollector", command],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _stop_all(procs: Iterable[subprocess.Popen[bytes]]) -> None:
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
+        proc.send_signal(signal.SIGTERM)
+    for proc in running:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_logged(log: Path, text: str, times: int = 1) -> None:
+    deadline = time.monotonic() + 30
+    while log.read_text(errors="replace").count(text) < times:
+        assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+        time.sleep(0.2)
+
+
+def _wait_ready_url(base: str, log: Path) -> None:
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"not ready: {log.read_text(errors='replace')[-3000:]}")

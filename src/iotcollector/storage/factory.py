@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from iotcollector.errors import ConfigError
+from iotcollector.redact import redact_url
 
 if TYPE_CHECKING:
     from iotcollector.storage.base import Database
@@ -27,7 +28,7 @@ def parse_database_url(url: str) -> SqliteTarget | PostgresTarget:
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if not sep:
-        raise ConfigError(f"IOT_DATABASE_URL: not a URL: {_redact(url)!r}")
+        raise ConfigError(f"IOT_DATABASE_URL: not a URL: {redact_url(url)!r}")
     if scheme in {"postgresql", "postgres"}:
         if not urlsplit(url).hostname and "host=" not in url:
             raise ConfigError("IOT_DATABASE_URL: a PostgreSQL URL needs a host")
@@ -36,7 +37,7 @@ def parse_database_url(url: str) -> SqliteTarget | PostgresTarget:
         if not rest.startswith("/"):
             raise ConfigError(
                 "IOT_DATABASE_URL: use sqlite:///relative/path or sqlite:////absolute/path "
-                f"(no host), not {url!r}"
+                f"(no host), not {redact_url(url)!r}"
             )
         path = unquote(rest[1:].split("?", 1)[0])
         if not path or path == ":memory:" or path.startswith("file::memory:"):
@@ -62,10 +63,3 @@ def open_storage(url: str) -> Database:
     from iotcollector.storage.postgres import PostgresStorage  # noqa: PLC0415 - lazy backend
 
     return PostgresStorage(target.url)
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
