@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from iotcollector import __version__
 from iotcollector.api.auth import bearer_guard
@@ -187,13 +188,34 @@ def _query_names(route: APIRoute) -> frozenset[str]:
     return frozenset(names)
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(app: FastAPI, scope: Scope) -> str:
+    """Every method some route serves at this path: Starlette names only the first route's.
+
+    ``GET /api/data`` and ``POST /api/data`` are two routes; a 405 must list both (RFC 9110).
+    Each method is asked of the routes themselves (included routers do not expose theirs).
+    """
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            isinstance(route, BaseRoute)
+            and route.matches({**scope, "method": method})[0] is Match.FULL
+            for route in app.router.routes
+        )
+    )
+
+
 def _add_error_handlers(app: FastAPI, logger: logging.Logger | None) -> None:
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
-        return json_response(
-            error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers
-        )
+        headers = exc.headers
+        if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+            headers = {**(headers or {}), "Allow": _allowed_methods(app, request.scope)}
+        return json_response(error_body(code, str(exc.detail)), exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> Response:

@@ -468,6 +468,26 @@ def test_unknown_route_and_method_use_the_error_shape(api: Api) -> None:
     assert response.json()["error"]["code"] == "method_not_allowed"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/api/data", {"GET", "POST"}),
+        ("PUT", "/api/data", {"GET", "POST"}),
+        ("POST", "/api/devices", {"GET"}),
+        ("DELETE", "/api/devices/api-dev-1", {"GET"}),
+    ],
+)
+def test_405_allow_lists_every_method_of_the_path(
+    api: Api, method: str, path: str, allowed: set[str]
+) -> None:
+    """Schemathesis ST205: GET and POST /api/data are two routes; Allow names both."""
+    response = api.client.request(method, path)
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == allowed
+    for listed in allowed:
+        assert api.client.request(listed, path).status_code != 405
+
+
 def test_http_metrics_use_route_templates(api: Api) -> None:
     api.get("/api/devices/api-dev-1")
     api.get("/api/devices/some-unknown-device")
