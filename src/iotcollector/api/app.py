@@ -208,14 +208,16 @@ def _allowed_methods(app: FastAPI, scope: Scope) -> str:
     )
 
 
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    headers = exc.headers
+    if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request.app, request.scope)}
+    return json_response(error_body(code, str(exc.detail)), exc.status_code, headers=headers)
+
+
 def _add_error_handlers(app: FastAPI, logger: logging.Logger | None) -> None:
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
-        headers = exc.headers
-        if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
-            headers = {**(headers or {}), "Allow": _allowed_methods(app, request.scope)}
-        return json_response(error_body(code, str(exc.detail)), exc.status_code, headers=headers)
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
