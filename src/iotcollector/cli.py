@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import logging
     from collections.abc import Coroutine
 
+    from iotcollector.domain.mapping import Mappings
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -102,14 +104,28 @@ async def _migrate(settings: Settings) -> int:
     return 0
 
 
-async def _serve(settings: Settings) -> int:
+def load_mappings(settings: Settings) -> Mappings | None:
+    """The compiled IOT_MAPPINGS_FILE rules; ``ConfigError`` names the bad rule and field."""
+    from iotcollector.domain.mapping import MappingError, compile_mappings  # noqa: PLC0415
+
+    if settings.mappings_file is None:
+        return None
+    try:
+        return compile_mappings(settings.mappings_document)
+    except MappingError as exc:
+        raise ConfigError(
+            f"invalid configuration: IOT_MAPPINGS_FILE {settings.mappings_file}: {exc}"
+        ) from None
+
+
+async def _serve(settings: Settings, mappings: Mappings | None) -> int:
     from iotcollector.service import Service  # noqa: PLC0415 - heavy imports for one command
 
     log = _configure_logging(settings)
-    return await Service(settings, log).run()
+    return await Service(settings, log, mappings=mappings).run()
 
 
-async def _up(settings: Settings, simulate: int = 0) -> int:
+async def _up(settings: Settings, simulate: int = 0, mappings: Mappings | None = None) -> int:
     from iotcollector.broker import (  # noqa: PLC0415 - heavy imports for one command
         EmbeddedBroker,
         EmbeddedBrokerError,
@@ -141,7 +157,7 @@ async def _up(settings: Settings, simulate: int = 0) -> int:
     if "api_auth" not in settings.model_fields_set and not settings.api_key_values:
         # Zero set-up on one machine: without keys, /api/* is open (on 127.0.0.1 by default).
         settings = settings.model_copy(update={"api_auth": ApiAuth.DISABLED})
-    service = Service(settings, log)
+    service = Service(settings, log, mappings=mappings)
     base = f"http://{settings.api_host}:{settings.api_port}"
     print(  # noqa: T201 - the banner is for the person who ran the command
         f"iot-collector is up\n"
@@ -204,17 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
+        mappings = load_mappings(settings)
     except ConfigError as exc:
         print(f"iot-collector: {exc}", file=sys.stderr)  # noqa: T201 - before logging exists
         return 2
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
     if args.command == "up":
-        return _run_fast(_up(settings, args.simulate))
+        return _run_fast(_up(settings, args.simulate, mappings))
     if args.command in {"backup", "restore"}:
         return _backup_or_restore(settings, args)
     if args.command == "simulate":
         from iotcollector.simulator.cli import run as simulate  # noqa: PLC0415
 
         return simulate(args, settings)
-    return _run_fast(_serve(settings))
+    return _run_fast(_serve(settings, mappings))

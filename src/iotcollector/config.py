@@ -5,9 +5,10 @@ from __future__ import annotations
 import socket
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import yaml
 from pydantic import (
     Field,
     PrivateAttr,
@@ -95,6 +96,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
 
+    # Mapping rules (docs/devices.md): read and parsed here, compiled by domain/mapping.py.
+    mappings_file: Path | None = None
+    _mappings_document: Any = PrivateAttr(default=None)
+    # Sparkplug B: ask an edge node whose aliases are unknown to send its births again.
+    sparkplug_rebirth: bool = False
+
     @field_validator("mqtt_topics", mode="before")
     @classmethod
     def _split_topics(cls, value: object) -> object:
@@ -158,6 +165,17 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"IOT_API_KEYS_FILE: {exc}") from None
         return self
+
+    @model_validator(mode="after")
+    def _read_mappings_file(self) -> Settings:
+        if self.mappings_file is not None:
+            self._mappings_document = read_mappings_file(self.mappings_file)
+        return self
+
+    @property
+    def mappings_document(self) -> Any:
+        """The parsed IOT_MAPPINGS_FILE (``None`` when unset), for ``compile_mappings``."""
+        return self._mappings_document
 
     @field_validator("mqtt_status_topic")
     @classmethod
@@ -240,7 +258,12 @@ class Settings(BaseSettings):
     @property
     def subscriptions(self) -> tuple[str, ...]:
         """The topic filters as subscribed, with the shared-subscription prefix if any."""
+        return self.subscriptions_with(())
+
+    def subscriptions_with(self, rule_filters: tuple[str, ...]) -> tuple[str, ...]:
+        """:attr:`subscriptions` with the mapping rules' topic filters too, once each."""
         filters = self.mqtt_topics + ((self.mqtt_status_topic,) if self.mqtt_status_topic else ())
+        filters = tuple(dict.fromkeys(filters + rule_filters))
         if self.mqtt_shared_group:
             return tuple(f"$share/{self.mqtt_shared_group}/{t}" for t in filters)
         return filters
@@ -272,6 +295,24 @@ def read_secret_file(path: Path, variable: str) -> str:
     if not value:
         raise ValueError(f"{variable}: {path} is empty")
     return value
+
+
+_MAX_MAPPINGS_FILE_BYTES = 1024 * 1024
+
+
+def read_mappings_file(path: Path) -> Any:
+    """The YAML document of IOT_MAPPINGS_FILE (safe loader: data only, no Python objects)."""
+    try:
+        with path.open("rb") as file:
+            text = file.read(_MAX_MAPPINGS_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"IOT_MAPPINGS_FILE: cannot read {path}: {type(exc).__name__}") from None
+    if len(text) > _MAX_MAPPINGS_FILE_BYTES:
+        raise ValueError(f"IOT_MAPPINGS_FILE: {path} is larger than 1 MiB")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"IOT_MAPPINGS_FILE: {path} is not valid YAML: {exc}") from None
 
 
 def read_api_keys_file(path: Path) -> tuple[str, ...]:

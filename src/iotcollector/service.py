@@ -22,6 +22,7 @@ from iotcollector.ingest import codec
 from iotcollector.ingest.subscriber import Delivery, MqttSubscriber
 from iotcollector.ingest.tls import client_tls_context
 from iotcollector.metrics import BrokerStats, Metrics
+from iotcollector.pipeline.mapped import MappedTopics
 from iotcollector.pipeline.pipeline import BatchLimits, Pipeline
 from iotcollector.storage.factory import open_storage
 from iotcollector.storage.retention import RetentionTask, open_purger
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from iotcollector.config import Settings
+    from iotcollector.domain.mapping import Mappings
     from iotcollector.storage.base import Database
 
 _PING_INTERVAL_S = 2.0
@@ -74,7 +76,9 @@ class _QuietServer(uvicorn.Server):
 class Service:
     """The running collector; ``run`` returns the process exit code."""
 
-    def __init__(self, settings: Settings, logger: logging.Logger) -> None:
+    def __init__(
+        self, settings: Settings, logger: logging.Logger, *, mappings: Mappings | None = None
+    ) -> None:
         self._settings = settings
         self._log = logger
         self._registry = CollectorRegistry()
@@ -83,11 +87,20 @@ class Service:
         self._database_ok = False
         self._stop = asyncio.Event()
         s = settings
+        self._mapped = (
+            MappedTopics(
+                mappings,
+                max_payload_bytes=s.max_payload_bytes,
+                max_future_skew_s=s.max_future_skew_s,
+            )
+            if mappings is not None
+            else None
+        )
         self._subscriber = MqttSubscriber(
             host=s.mqtt_host,
             port=s.mqtt_port,
             client_id=s.mqtt_client_id,
-            subscriptions=s.subscriptions,
+            subscriptions=s.subscriptions_with(mappings.filters if mappings else ()),
             optional_subscriptions=tuple(BrokerStats.TOPICS) if s.mqtt_broker_stats else (),
             on_message=self._on_message,
             on_connected=self._on_connected,
@@ -115,6 +128,7 @@ class Service:
             max_future_skew_s=s.max_future_skew_s,
             status_topic_prefix=s.status_topic_prefix,
             device_topics=s.mqtt_device_topics,
+            mapped=self._mapped,
         )
 
     def readiness(self) -> dict[str, bool]:

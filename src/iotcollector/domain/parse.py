@@ -506,3 +506,16 @@ def _dumps_iterative(item: Any) -> bytes:
         else:
             out.append(orjson.dumps(node))
     return b"".join(out)
+
+
+def parse_reading(
+    fields: dict[str, Any], *, received_at: datetime, max_future_skew_s: float = 300.0
+) -> Reading | Rejection:
+    """Validate one reading given as the single-reading object (mapping rules build it).
+
+    ``fields`` must hold ``sensor_type``; the checks are exactly those of a message's reading.
+    """
+    try:
+        return _parse_object(fields, received_at, max_future_skew_s)[0]
+    except _InvalidError as exc:
+        return Rejection(exc.code.value, exc.detail)

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from iotcollector.metrics import Metrics
+    from iotcollector.pipeline.mapped import MappedTopics
     from iotcollector.storage.base import BatchWriter, WriteResult
 
 
@@ -87,6 +88,7 @@ class Pipeline(Generic[T]):
         max_future_skew_s: float,
         status_topic_prefix: str | None = None,
         device_topics: bool = False,
+        mapped: MappedTopics | None = None,
     ) -> None:
         self._storage = storage
         self._metrics = metrics
@@ -98,6 +100,7 @@ class Pipeline(Generic[T]):
         self._skew = max_future_skew_s
         self._status_prefix = status_topic_prefix
         self._device_topics = device_topics
+        self._mapped = mapped
         self._items: deque[_Item[T]] = deque()
         self._direct: deque[tuple[list[Reading], asyncio.Future[WriteResult]]] = deque()
         self._rows = 0
@@ -116,7 +119,7 @@ class Pipeline(Generic[T]):
         """Messages (and HTTP writes) submitted and not yet committed."""
         return self._queued + self._writing + len(self._direct)
 
-    def submit(self, messages: Sequence[T]) -> None:
+    def submit(self, messages: Sequence[T]) -> None:  # noqa: C901 - one branch per topic kind, inline on the hot path
         """Parse messages read together and queue them; never raises for bad input."""
         if self._closing or not messages:
             return
@@ -129,6 +132,7 @@ class Pipeline(Generic[T]):
         skew = self._skew
         limit = self._max_payload
         prefix = self._status_prefix
+        mapped = self._mapped
         for msg in messages:
             payload = msg.payload
             if prefix and msg.topic.startswith(prefix):
@@ -137,6 +141,11 @@ class Pipeline(Generic[T]):
                     statuses.append(status)
                     continue
                 rejections = [status] if isinstance(status, Rejection) else []
+            elif mapped is not None and (match := mapped.match(msg.topic)) is not None:
+                outcome = mapped.decode(match, msg.topic, payload, now)
+                readings.extend(outcome.readings)
+                statuses.extend(outcome.statuses)
+                rejections = outcome.rejections
             else:
                 result = parse_message(
                     payload, received_at=now, max_future_skew_s=skew, max_payload_bytes=limit

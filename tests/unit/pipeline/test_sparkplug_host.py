@@ -1,0 +1,191 @@
+"""Tests of the Sparkplug B host: births, aliases, deaths, restarts, refused metrics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from iotcollector.domain.reading import Reading, StatusChange
+from iotcollector.domain.sparkplug import sensor_type
+from iotcollector.pipeline.sparkplug_host import SparkplugHost
+from support.sparkplug import (
+    BOOLEAN,
+    DOUBLE,
+    FLOAT,
+    INT8,
+    INT32,
+    INT64,
+    STRING,
+    UINT32,
+    encode,
+    metric,
+)
+
+RECEIVED = datetime(2026, 12, 2, 12, 0, 5, tzinfo=UTC)
+T0 = 1796212800000  # 2026-12-02T12:00:00Z in ms
+AT = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+NBIRTH = encode(
+    [
+        metric("bdSeq", 0, datatype=INT64),
+        metric("Node Control/Rebirth", False, datatype=BOOLEAN),
+        metric("uptime", 12, alias=1, datatype=UINT32),
+    ],
+    timestamp=T0,
+)
+DBIRTH = encode(
+    [
+        metric("Inputs/Temperature", 21.5, alias=10, datatype=DOUBLE, unit="C"),
+        metric("Inputs/Pressure", 1.5, alias=11, datatype=FLOAT, unit="bar"),
+        metric("Running", True, alias=12, datatype=BOOLEAN),
+        metric("Offset", -3, alias=13, datatype=INT32),
+    ],
+    timestamp=T0,
+)
+DDATA = encode(
+    [
+        metric(value=22.0, alias=10, datatype=DOUBLE, timestamp=T0 + 1000),
+        metric(value=False, alias=12, datatype=BOOLEAN, timestamp=T0 + 1000),
+    ],
+    timestamp=T0 + 2000,
+)
+
+
+def test_births_and_alias_only_data() -> None:
+    host = SparkplugHost()
+    node = host.receive("spBv1.0/plant/NBIRTH/line1", NBIRTH, received_at=RECEIVED)
+    assert node.readings == [Reading("line1", "uptime", 12.0, "", AT)]
+    assert node.statuses == [StatusChange("line1", "online", RECEIVED)]
+    assert node.rejections == []
+    assert [b.device for b in node.births] == [""]
+    dev = host.receive("spBv1.0/plant/DBIRTH/line1/motor-1", DBIRTH, received_at=RECEIVED)
+    assert dev.rejections == []
+    assert dev.statuses == [StatusChange("line1:motor-1", "online", RECEIVED)]
+    assert dev.readings == [
+        Reading("line1:motor-1", "Inputs.Temperature", 21.5, "C", AT),
+        Reading("line1:motor-1", "Inputs.Pressure", 1.5, "bar", AT),
+        Reading("line1:motor-1", "Running", 1.0, "", AT),
+        Reading("line1:motor-1", "Offset", -3.0, "", AT),
+    ]
+    data = host.receive("spBv1.0/plant/DDATA/line1/motor-1", DDATA, received_at=RECEIVED)
+    at = datetime(2026, 12, 2, 12, 0, 1, tzinfo=UTC)
+    assert data.rejections == []
+    assert data.readings == [
+        Reading("line1:motor-1", "Inputs.Temperature", 22.0, "C", at),
+        Reading("line1:motor-1", "Running", 0.0, "", at),
+    ]
+
+
+def test_unknown_alias_is_rejected_and_asks_for_a_rebirth() -> None:
+    host = SparkplugHost()
+    out = host.receive("spBv1.0/plant/DDATA/line1/motor-1", DDATA, received_at=RECEIVED)
+    assert out.readings == []
+    [rejection] = out.rejections
+    assert rejection.code == "unknown_alias"
+    assert "aliases 10, 12 of edge node 'plant/line1'" in rejection.detail
+    assert out.rebirth_topic == "spBv1.0/plant/NCMD/line1"
+
+
+def test_remembered_births_decode_after_a_restart() -> None:
+    first = SparkplugHost()
+    births = [
+        *first.receive("spBv1.0/plant/NBIRTH/line1", NBIRTH, received_at=RECEIVED).births,
+        *first.receive("spBv1.0/plant/DBIRTH/line1/motor-1", DBIRTH, received_at=RECEIVED).births,
+    ]
+    restarted = SparkplugHost()
+    for birth in births:
+        assert restarted.remember(birth.topic, birth.payload, received_at=birth.received_at)
+    out = restarted.receive("spBv1.0/plant/DDATA/line1/motor-1", DDATA, received_at=RECEIVED)
+    assert out.rejections == []
+    assert [r.sensor_type for r in out.readings] == ["Inputs.Temperature", "Running"]
+
+
+def test_nbirth_starts_the_session_afresh() -> None:
+    host = SparkplugHost()
+    host.receive("spBv1.0/plant/NBIRTH/line1", NBIRTH, received_at=RECEIVED)
+    host.receive("spBv1.0/plant/DBIRTH/line1/motor-1", DBIRTH, received_at=RECEIVED)
+    host.receive("spBv1.0/plant/NBIRTH/line1", NBIRTH, received_at=RECEIVED)
+    out = host.receive("spBv1.0/plant/DDATA/line1/motor-1", DDATA, received_at=RECEIVED)
+    assert [r.code for r in out.rejections] == ["unknown_alias"]
+
+
+def test_deaths_mark_offline_node_and_its_devices() -> None:
+    host = SparkplugHost()
+    host.receive("spBv1.0/plant/NBIRTH/line1", NBIRTH, received_at=RECEIVED)
+    host.receive("spBv1.0/plant/DBIRTH/line1/motor-1", DBIRTH, received_at=RECEIVED)
+    host.receive("spBv1.0/plant/DBIRTH/line1/motor-2", DBIRTH, received_at=RECEIVED)
+    ddeath = host.receive("spBv1.0/plant/DDEATH/line1/motor-2", encode([]), received_at=RECEIVED)
+    assert ddeath.statuses == [StatusChange("line1:motor-2", "offline", RECEIVED)]
+    ndeath = host.receive("spBv1.0/plant/NDEATH/line1", encode([]), received_at=RECEIVED)
+    assert ndeath.statuses == [
+        StatusChange("line1", "offline", RECEIVED),
+        StatusChange("line1:motor-1", "offline", RECEIVED),
+    ]
+
+
+def test_unsupported_types_are_rejected_the_rest_stored() -> None:
+    payload = encode(
+        [
+            metric("Properties/Hardware Make", "Acme", datatype=STRING),
+            metric("temp", 20.5, datatype=DOUBLE),
+            metric("raw", 200, datatype=INT8),
+            metric("big", -5, datatype=INT64),
+        ],
+        timestamp=T0,
+    )
+    out = SparkplugHost().receive("spBv1.0/g/NDATA/n1", payload, received_at=RECEIVED)
+    assert [(r.sensor_type, r.value) for r in out.readings] == [
+        ("temp", 20.5),
+        ("raw", -56.0),
+        ("big", -5.0),
+    ]
+    [rejection] = out.rejections
+    assert rejection.code == "unsupported_metric"
+    assert "'Properties/Hardware Make' (String)" in rejection.detail
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "code"),
+    [
+        ("spBv1.0/g/DDATA/n1/d1", b"\xff\xff\xff", "invalid_protobuf"),
+        ("spBv1.0/g/DDATA/n1", encode([]), "invalid_topic"),
+        ("spBv1.0/g/NOPE/n1", encode([]), "invalid_topic"),
+        ("spBv1.0/g", encode([]), "invalid_topic"),
+    ],
+)
+def test_bad_messages_are_rejected(topic: str, payload: bytes, code: str) -> None:
+    out = SparkplugHost().receive(topic, payload, received_at=RECEIVED)
+    assert out.readings == []
+    assert [r.code for r in out.rejections] == [code]
+
+
+@pytest.mark.parametrize(
+    "topic", ["spBv1.0/g/NCMD/n1", "spBv1.0/g/DCMD/n1/d", "spBv1.0/STATE/host"]
+)
+def test_commands_and_state_are_not_data(topic: str) -> None:
+    out = SparkplugHost().receive(topic, b"anything", received_at=RECEIVED)
+    assert (out.readings, out.rejections, out.statuses) == ([], [], [])
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("temperature", "temperature"),
+        ("Inputs/Temperature", "Inputs.Temperature"),
+        ("Motor Speed", "Motor_Speed"),
+        ("Outputs/Motor Speed Setpoint", "Motor_Speed_S-"),
+        ("", "metric-"),
+    ],
+)
+def test_sensor_type_rule(name: str, expected: str) -> None:
+    result = sensor_type(name)
+    assert result.startswith(expected)
+    assert 1 <= len(result) <= 20
+    assert sensor_type(name) == result  # stable
+
+
+def test_long_names_stay_distinct() -> None:
+    a = sensor_type("Outputs/Motor Speed Setpoint A")
+    b = sensor_type("Outputs/Motor Speed Setpoint B")
+    assert a != b
