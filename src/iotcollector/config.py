@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     # "disabled" only allows serving without keys; keys that are set are always enforced.
     api_auth: ApiAuth = ApiAuth.ENABLED
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # HTTP connection limits (api/server.py): what one hostile connection may cost.
+    http_max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
+    http_max_headers: int = Field(default=100, ge=10, le=10_000)
+    http_header_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    http_keepalive_s: int = Field(default=5, ge=1, le=3600)
+    http_max_connections: int = Field(default=512, ge=1, le=100_000)
     _file_api_keys: tuple[str, ...] = PrivateAttr(default=())
 
     batch_max_size: int = Field(default=5000, ge=1, le=100_000)

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from iotcollector.api.app import create_app
 from iotcollector.api.auth import ApiKeys
 from iotcollector.api.context import ApiContext
+from iotcollector.api.server import HttpLimits, bounded_protocol
 from iotcollector.config import ApiAuth
 from iotcollector.errors import StorageError
 from iotcollector.ingest import codec
@@ -205,6 +206,16 @@ class Service:
                 log_config=None,
                 access_log=False,
                 lifespan="off",
+                http=bounded_protocol(
+                    HttpLimits(
+                        max_head_bytes=s.http_max_header_bytes,
+                        max_headers=s.http_max_headers,
+                        head_timeout_s=s.http_header_timeout_s,
+                        max_connections=s.http_max_connections,
+                    )
+                ),
+                ws="none",
+                timeout_keep_alive=s.http_keepalive_s,
             )
         )
         http_task = asyncio.create_task(server.serve(), name="http")
