@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     mqtt_key_file: Path | None = None
     mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
     mqtt_max_inflight: int = Field(default=20_000, ge=10, le=1_000_000)
+    # Payload bytes of the un-acknowledged messages held; see the README for the default.
+    mqtt_max_inflight_bytes: int = Field(default=32 * 1024 * 1024, ge=1024 * 1024, le=1 << 34)
     mqtt_reconnect_max_s: float = Field(default=30.0, gt=0, le=600)
     mqtt_protocol: MqttProtocol = Field(default="5")
     embedded_mqtt_port: int = Field(default=1883, ge=0, le=65535)
@@ -92,6 +94,8 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(default=8.0, gt=0, le=600)
 
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Readings one message may yield (array items, multi-sensor fields); more: dead-lettered whole.
+    max_readings_per_message: int = Field(default=10_000, ge=1, le=1_000_000)
     max_future_skew_s: float = Field(default=300.0, ge=0)
 
     device_offline_after_s: int = Field(default=300, ge=1)

@@ -111,6 +111,9 @@ class Service:
             password=s.mqtt_password.get_secret_value() if s.mqtt_password else None,
             keepalive_s=s.mqtt_keepalive_s,
             receive_maximum=s.mqtt_max_inflight,
+            max_inflight=s.mqtt_max_inflight,
+            max_inflight_bytes=s.mqtt_max_inflight_bytes,
+            max_payload_bytes=s.max_payload_bytes,
             reconnect_max_s=s.mqtt_reconnect_max_s,
             protocol_version=codec.MQTT5 if s.mqtt_protocol == "5" else codec.MQTT311,
         )
@@ -126,6 +129,7 @@ class Service:
                 max_pending=s.mqtt_max_inflight,
             ),
             max_payload_bytes=s.max_payload_bytes,
+            max_readings_per_message=s.max_readings_per_message,
             max_future_skew_s=s.max_future_skew_s,
             status_topic_prefix=s.status_topic_prefix,
             device_topics=s.mqtt_device_topics,
@@ -140,9 +144,10 @@ class Service:
 
     def _on_message(self, deliveries: list[Delivery]) -> None:
         if self._settings.mqtt_broker_stats and any(d.topic.startswith("$") for d in deliveries):
-            for d in deliveries:
-                if d.topic.startswith("$SYS/"):
-                    self.metrics.broker.update(d.topic, d.payload)
+            stats = [d for d in deliveries if d.topic.startswith("$SYS/")]
+            for d in stats:
+                self.metrics.broker.update(d.topic, d.payload)
+            self._subscriber.ack(stats)
             deliveries = [d for d in deliveries if not d.topic.startswith("$SYS/")]
         self._pipeline.submit(deliveries)
 

@@ -9,8 +9,8 @@ Accepted shapes (design §2):
 * one reading: ``{"device_id", "sensor_type", "value", "unit"?, "timestamp"?}``; unknown extra
   keys are ignored;
 * a JSON array of readings; each element stands alone (valid ones become readings, each invalid
-  one a rejection with its ``index`` and ``raw`` = ``orjson.dumps(element)``); an element may
-  itself be the multi-sensor form; an empty array is rejected (``empty_array``);
+  one a rejection with its ``index``); an element may itself be the multi-sensor form; an empty
+  array is rejected (``empty_array``);
 * multi-sensor (older devices): an object with no ``sensor_type`` key. Every field other than
   ``device_id``/``deviceId``/``timestamp``/``unit`` and :data:`MULTI_SENSOR_METADATA_KEYS` is a
   sensor: its key is the sensor type (same rule as ``sensor_type``), its value must be numeric,
@@ -38,6 +38,12 @@ Decisions:
   Before 2000-01-01T00:00:00Z, or more than ``max_future_skew_s`` after ``received_at``, is
   ``timestamp_out_of_range`` (both bounds inclusive of the limit itself).
 * JSON nested deeper than orjson's limit (1024) is ``too_deep``.
+* Work is bounded per message: an array of more than ``max_readings`` items, or a message that
+  would yield more than ``max_readings`` readings (multi-sensor fields count one each), is
+  rejected whole (``too_many_readings``) before its items are validated.
+
+:func:`dead_letter_reason` turns the rejections of one message into the reason of its one
+dead-letter row: a message never writes more than one row to ``iot_rejected``.
 """
 
 from __future__ import annotations
@@ -60,7 +66,9 @@ __all__ = [
     "MULTI_SENSOR_METADATA_KEYS",
     "REJECTION_CODES",
     "RejectionCode",
+    "dead_letter_reason",
     "parse_message",
+    "too_large",
 ]
 
 
@@ -68,6 +76,7 @@ class RejectionCode(StrEnum):
     """Every ``Rejection.code`` this module produces (bounded: they are metric labels)."""
 
     TOO_LARGE = "too_large"
+    TOO_MANY_READINGS = "too_many_readings"
     INVALID_UTF8 = "invalid_utf8"
     INVALID_JSON = "invalid_json"
     TOO_DEEP = "too_deep"
@@ -157,6 +166,8 @@ _MIN_TIMESTAMP: Final = datetime(2000, 1, 1, tzinfo=UTC)
 _MIN_EPOCH_S: Final = _MIN_TIMESTAMP.timestamp()
 _MAX_EPOCH_S: Final = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 _SHOW_CHARS: Final = 40
+# A dead letter's reason lists the first rejected items of its message, then counts the rest.
+_LISTED_ITEMS: Final = 10
 _MISSING: Final = object()
 
 
@@ -169,42 +180,55 @@ class _InvalidError(Exception):
         self.detail = detail
 
 
-def parse_message(
+def parse_message(  # noqa: PLR0913 - the payload, then keyword-only limits
     payload: bytes,
     *,
     received_at: datetime,
     max_future_skew_s: float = 300.0,
     max_payload_bytes: int = 256 * 1024,
+    max_readings: int = 10_000,
+    size: int | None = None,
 ) -> ParseResult:
     """Parse one message into its valid readings and the rejections of its invalid parts.
 
     ``received_at`` (aware; converted to UTC) is the timestamp of readings that carry none and
-    the reference for the future-skew check. Never raises for any ``payload``.
+    the reference for the future-skew check. ``size`` is the payload's size as sent when
+    ``payload`` holds only its first bytes (a message too large to keep whole). Never raises
+    for any ``payload``.
     """
     if received_at.tzinfo is not UTC:
         if received_at.tzinfo is None:
             raise ValueError("received_at must be timezone-aware")
         received_at = received_at.astimezone(UTC)
-    if len(payload) > max_payload_bytes:
-        return _whole(
-            RejectionCode.TOO_LARGE,
-            f"payload is {len(payload)} bytes, more than the limit of {max_payload_bytes}",
-        )
+    size = len(payload) if size is None else size
+    if size > max_payload_bytes:
+        return ParseResult(rejections=[too_large(size, len(payload), max_payload_bytes)])
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         return _json_error(payload, exc)
 
-    if type(doc) is dict:
-        try:
-            return ParseResult(readings=_parse_object(doc, received_at, max_future_skew_s))
-        except _InvalidError as exc:
-            return _whole(exc.code, exc.detail)
-    if type(doc) is list:
-        return _parse_array(doc, received_at, max_future_skew_s)
+    try:
+        if type(doc) is dict:
+            return ParseResult(
+                readings=_parse_object(doc, received_at, max_future_skew_s, max_readings)
+            )
+        if type(doc) is list:
+            return _parse_array(doc, received_at, max_future_skew_s, max_readings)
+    except _InvalidError as exc:
+        return _whole(exc.code, exc.detail)
     return _whole(
         RejectionCode.WRONG_TYPE,
         f"message must be a JSON object or array (got {_json_type(doc)})",
+    )
+
+
+def too_large(size: int, kept: int, max_payload_bytes: int) -> Rejection:
+    """The rejection of a payload of ``size`` bytes of which only ``kept`` were kept."""
+    held = "" if kept >= size else f" (its first {kept} bytes are kept)"
+    return Rejection(
+        RejectionCode.TOO_LARGE.value,
+        f"payload is {size} bytes, more than the limit of {max_payload_bytes}{held}",
     )
 
 
@@ -232,30 +256,49 @@ def _json_error(payload: bytes, exc: orjson.JSONDecodeError) -> ParseResult:
     )
 
 
-def _parse_array(items: list[Any], received_at: datetime, skew_s: float) -> ParseResult:
+def _parse_array(
+    items: list[Any], received_at: datetime, skew_s: float, max_readings: int
+) -> ParseResult:
+    """Each item alone; raises ``_InvalidError`` (the whole message) past ``max_readings``."""
     if not items:
         return _whole(RejectionCode.EMPTY_ARRAY, "message is an empty JSON array")
+    if len(items) > max_readings:
+        raise _too_many(f"{len(items)} array items", max_readings)
     readings: list[Reading] = []
     rejections: list[Rejection] = []
     for index, item in enumerate(items):
         if type(item) is dict:
             try:
-                readings.extend(_parse_object(item, received_at, skew_s))
+                readings.extend(_parse_object(item, received_at, skew_s, max_readings))
             except _InvalidError as exc:
-                rejections.append(Rejection(exc.code.value, exc.detail, index, _dumps(item)))
+                if exc.code is RejectionCode.TOO_MANY_READINGS:
+                    raise
+                rejections.append(Rejection(exc.code.value, exc.detail, index))
+            if len(readings) > max_readings:
+                raise _too_many(f"more than {max_readings} readings", max_readings)
         else:
             detail = f"array item must be a JSON object (got {_json_type(item)})"
-            rejections.append(
-                Rejection(RejectionCode.WRONG_TYPE.value, detail, index, _dumps(item))
-            )
+            rejections.append(Rejection(RejectionCode.WRONG_TYPE.value, detail, index))
     return ParseResult(readings=readings, rejections=rejections)
 
 
-def _parse_object(obj: dict[str, Any], received_at: datetime, skew_s: float) -> list[Reading]:
+def _too_many(what: str, max_readings: int) -> _InvalidError:
+    return _InvalidError(
+        RejectionCode.TOO_MANY_READINGS,
+        f"message holds {what}, more than the limit of {max_readings} "
+        "(IOT_MAX_READINGS_PER_MESSAGE)",
+    )
+
+
+def _parse_object(
+    obj: dict[str, Any], received_at: datetime, skew_s: float, max_readings: int
+) -> list[Reading]:
     device_id = _device_id(obj)
     sensor_type = obj.get("sensor_type", _MISSING)
     if sensor_type is _MISSING:
-        return _parse_multi(obj, device_id, received_at, skew_s)
+        if len(obj) > max_readings + len(_MULTI_SKIP):
+            raise _too_many(f"{len(obj)} fields", max_readings)
+        return _parse_multi(obj, device_id, received_at, skew_s, max_readings)
     if type(sensor_type) is not str:
         raise _InvalidError(
             RejectionCode.WRONG_TYPE,
@@ -286,7 +329,7 @@ def _parse_object(obj: dict[str, Any], received_at: datetime, skew_s: float) -> 
 
 
 def _parse_multi(
-    obj: dict[str, Any], device_id: str, received_at: datetime, skew_s: float
+    obj: dict[str, Any], device_id: str, received_at: datetime, skew_s: float, max_readings: int
 ) -> list[Reading]:
     if "value" in obj:
         raise _InvalidError(
@@ -308,6 +351,8 @@ def _parse_multi(
         readings.append(
             Reading(device_id, key, value, DEFAULT_UNITS.get(key.lower(), ""), timestamp)
         )
+    if len(readings) > max_readings:
+        raise _too_many(f"{len(readings)} sensor fields", max_readings)
     if not readings:
         raise _InvalidError(
             RejectionCode.MISSING_FIELD,
@@ -471,41 +516,22 @@ def _show(text: str) -> str:
     return repr(text)
 
 
-def _dumps(item: Any) -> bytes:
-    """The JSON bytes of one array item (orjson; an iterative fallback for deep nesting)."""
-    try:
-        return orjson.dumps(item)
-    except TypeError:  # orjson.JSONEncodeError: nesting beyond orjson's 254-level limit
-        return _dumps_iterative(item)
+def dead_letter_reason(rejections: list[Rejection]) -> str:
+    """The reason of a message's one dead-letter row, from its (one or more) rejections.
 
-
-def _dumps_iterative(item: Any) -> bytes:
-    out: list[bytes] = []
-    stack: list[Any] = [item]
-    while stack:
-        node = stack.pop()
-        if type(node) is bytes:  # a literal token pushed below; JSON values are never bytes
-            out.append(node)
-        elif type(node) is list:
-            out.append(b"[")
-            stack.append(b"]")
-            for position in range(len(node) - 1, -1, -1):
-                stack.append(node[position])
-                if position:
-                    stack.append(b",")
-        elif type(node) is dict:
-            out.append(b"{")
-            stack.append(b"}")
-            pairs = list(node.items())
-            for position in range(len(pairs) - 1, -1, -1):
-                key, value = pairs[position]
-                stack.append(value)
-                stack.append(orjson.dumps(key) + b":")
-                if position:
-                    stack.append(b",")
-        else:
-            out.append(orjson.dumps(node))
-    return b"".join(out)
+    One rejection: its own reason. Several (items of an array): the first code, how many
+    items were rejected by code, then the first :data:`_LISTED_ITEMS` items' reasons.
+    """
+    if len(rejections) == 1:
+        return rejections[0].reason
+    by_code: dict[str, int] = {}
+    for rejection in rejections:
+        by_code[rejection.code] = by_code.get(rejection.code, 0) + 1
+    counts = ", ".join(f"{code} {count}" for code, count in by_code.items())
+    listed = "; ".join(r.reason for r in rejections[:_LISTED_ITEMS])
+    more = len(rejections) - _LISTED_ITEMS
+    rest = f"; and {more} more" if more > 0 else ""
+    return f"{rejections[0].code}: {len(rejections)} items rejected ({counts}): {listed}{rest}"
 
 
 def parse_reading(
@@ -516,6 +542,6 @@ def parse_reading(
     ``fields`` must hold ``sensor_type``; the checks are exactly those of a message's reading.
     """
     try:
-        return _parse_object(fields, received_at, max_future_skew_s)[0]
+        return _parse_object(fields, received_at, max_future_skew_s, 1)[0]
     except _InvalidError as exc:
         return Rejection(exc.code.value, exc.detail)

@@ -29,14 +29,13 @@ class Rejection:
     """Why a message, or one item of a JSON array (``index``), was not accepted.
 
     ``code`` is a short, bounded identifier (a metric label); ``detail`` is the clear,
-    human-readable reason. ``raw`` is the rejected item's own bytes when it is one item of an
-    array; ``None`` means the whole message was rejected.
+    human-readable reason. ``index`` is the item's position when it is one item of an array;
+    ``None`` means the whole message was rejected.
     """
 
     code: str
     detail: str
     index: int | None = None
-    raw: bytes | None = None
 
     @property
     def reason(self) -> str:
@@ -55,7 +54,7 @@ class ParseResult:
 
 @dataclass(slots=True)
 class DeadLetter:
-    """A rejected message (or array item) kept raw with its reason in ``iot_rejected``."""
+    """A rejected message kept raw (or its first bytes) with its reason in ``iot_rejected``."""
 
     received_at: datetime
     topic: str

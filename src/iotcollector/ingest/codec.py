@@ -176,10 +176,30 @@ def encode_connect(  # noqa: PLR0913 - the CONNECT fields
     return _packet(CONNECT << 4, variable + payload)
 
 
-def encode_subscribe(packet_id: int, filters: list[tuple[str, int]], version: int = MQTT5) -> bytes:
+# MQTT 5 subscription option Retain Handling (bits 4-5): which retained messages the broker
+# sends when the subscription is made.
+RETAIN_SEND_AT_SUBSCRIBE = 0
+RETAIN_SEND_IF_NEW_SUBSCRIPTION = 1
+RETAIN_NEVER_SEND = 2
+
+
+def encode_subscribe(
+    packet_id: int,
+    filters: list[tuple[str, int]],
+    version: int = MQTT5,
+    *,
+    retain_handling: list[int] | None = None,
+) -> bytes:
+    """SUBSCRIBE; under MQTT 5, ``retain_handling`` gives each filter's Retain Handling.
+
+    MQTT 3.1.1 has no subscription options: its broker sends retained messages at every
+    SUBSCRIBE, with the RETAIN flag set (the subscriber decides what to do with them).
+    """
     body = struct.pack("!H", packet_id) + (b"\x00" if version == MQTT5 else b"")
-    for topic, qos in filters:
-        body += encode_string(topic) + bytes([qos])
+    handling = retain_handling or [RETAIN_SEND_AT_SUBSCRIBE] * len(filters)
+    for (topic, qos), retain in zip(filters, handling, strict=True):
+        options = qos | (retain << 4 if version == MQTT5 else 0)
+        body += encode_string(topic) + bytes([options])
     return _packet((SUBSCRIBE << 4) | 0x02, body)
 
 
@@ -190,6 +210,25 @@ def encode_pubacks(packet_ids: list[int]) -> bytes:
 
 def decode_publish(flags: int, body: bytes, version: int = MQTT5) -> tuple[str, bytes, int | None]:
     """Return (topic, payload, packet id or None for QoS 0) of an incoming PUBLISH."""
+    incoming = decode_incoming(flags, body, version)
+    return incoming.topic, incoming.payload, incoming.packet_id
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingPublish:
+    """An incoming PUBLISH: ``payload`` is at most ``keep`` bytes of the ``size`` sent."""
+
+    topic: str
+    payload: bytes
+    packet_id: int | None
+    size: int
+    retain: bool
+
+
+def decode_incoming(
+    flags: int, body: bytes, version: int = MQTT5, keep: int | None = None
+) -> IncomingPublish:
+    """Decode an incoming PUBLISH, copying at most ``keep`` bytes of its payload."""
     qos = (flags >> 1) & 0x03
     if qos == 3:
         raise ProtocolError("PUBLISH with QoS 3")
@@ -214,7 +253,9 @@ def decode_publish(flags: int, body: bytes, version: int = MQTT5) -> tuple[str, 
         topic = body[2 : 2 + tlen].decode()
     except UnicodeDecodeError:
         raise ProtocolError("PUBLISH topic is not UTF-8") from None
-    return topic, body[pos:], packet_id
+    size = len(body) - pos
+    payload = body[pos:] if keep is None or size <= keep else body[pos : pos + keep]
+    return IncomingPublish(topic, payload, packet_id, size, bool(flags & 0x01))
 
 
 def connack_reason(code: int, version: int) -> int:
@@ -245,19 +286,51 @@ def decode_disconnect(body: bytes) -> int:
 
 
 class PacketReader:
-    """Splits a byte stream into (packet type, flags, body) packets."""
+    """Splits a byte stream into (packet type, flags, body) packets.
+
+    ``feed`` returns every complete packet; ``push`` then ``pop`` let a reader take only as
+    many packets as it has room for and leave the rest buffered (unparsed) for later.
+    """
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._pos = 0
+
+    def has_packet(self) -> bool:
+        """Whether a complete packet is buffered."""
+        buf = self._buf
+        end = len(buf)
+        length = 0
+        mult = 1
+        i = self._pos + 1
+        while i < end:
+            byte = buf[i]
+            i += 1
+            length += (byte & 0x7F) * mult
+            if not byte & 0x80:
+                return i + length <= end
+            mult *= 128
+        return False
 
     def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
+        self.push(data)
+        return self.pop(MAX_REMAINING_LENGTH)
+
+    def push(self, data: bytes) -> None:
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def pop(self, max_bytes: int, max_packets: int = 1 << 30) -> list[tuple[int, int, bytes]]:
+        """Complete packets until ``max_packets``, or once their bodies reach ``max_bytes``."""
         buf = self._buf
-        buf += data
         packets: list[tuple[int, int, bytes]] = []
-        pos = 0
+        pos = self._pos
         end = len(buf)
+        taken = 0
         with memoryview(buf) as view:
-            while end - pos >= 2:
+            while end - pos >= 2 and taken < max_bytes and len(packets) < max_packets:
                 length = 0
                 mult = 1
                 i = pos + 1
@@ -276,7 +349,10 @@ class PacketReader:
                     break
                 first = view[pos]
                 packets.append((first >> 4, first & 0x0F, view[i : i + length].tobytes()))
+                taken += length
                 pos = i + length
-        if pos:
-            del buf[:pos]
+        if pos == end:
+            buf.clear()
+            pos = 0
+        self._pos = pos
         return packets

@@ -1,10 +1,24 @@
 """The collector's MQTT subscriber: QoS 1, persistent session, batched acks, backpressure.
 
-Messages are handed to ``on_message`` as they arrive (a list per chunk read from the socket)
-and acknowledged only when the pipeline
-calls :meth:`MqttSubscriber.ack` after their commit. Acknowledgements of one batch go out in
-one write. When the pipeline has too much un-acknowledged work it calls
-:meth:`pause_reading`: the socket is no longer read, the broker keeps the messages.
+Messages are handed to ``on_message`` as they arrive (a list per slice of what was read from
+the socket) and acknowledged only when the pipeline calls :meth:`MqttSubscriber.ack` after
+their commit. Acknowledgements of one batch go out in one write.
+
+Bounds, all enforced here, packet by packet: at most ``max_inflight`` messages handed over
+and not yet passed to :meth:`ack` (exact), and at most ``max_inflight_bytes`` of their
+payloads (exceeded by at most one message). At either bound the rest of what was read stays
+buffered, unparsed, and the socket is no longer read: the broker keeps the messages. A
+payload above ``max_payload_bytes`` is not kept: only its first
+:data:`OVERSIZE_PREFIX_BYTES` (for the dead letter) and its size. At most
+:data:`_SLICE_BYTES` of payloads are handed over per event-loop turn, so that parsing them
+never holds the loop for long. When the pipeline has too much work of its own it calls
+:meth:`pause_reading`.
+
+Retained messages: data and status subscriptions ask for MQTT 5 Retain Handling 1 (the
+broker sends retained messages only when the subscription is new, i.e. on a new session, not
+when a resumed session subscribes again). The same rule is applied from the RETAIN flag
+under MQTT 3.1.1, where the broker sends retained messages at every SUBSCRIBE: on a resumed
+session a message with RETAIN set is marked ``replayed`` (acknowledged, not stored).
 """
 
 from __future__ import annotations
@@ -25,17 +39,29 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
+# What is kept of a payload above max_payload_bytes: enough to recognise it in a dead letter.
+OVERSIZE_PREFIX_BYTES = 4096
 _HANDSHAKE_TIMEOUT_S = 10.0
+# Payload bytes handed to on_message per event-loop turn: parsing 64 KiB of the costliest
+# valid-looking JSON (10,000 rejected items) takes ~20 ms; see docs/architecture.md.
+_SLICE_BYTES = 64 * 1024
 
 
 @dataclass(slots=True)
 class Delivery:
-    """One message as received; ``connection`` tells which connection must acknowledge it."""
+    """One message as received; ``connection`` tells which connection must acknowledge it.
+
+    ``payload`` is the whole payload, or its first :data:`OVERSIZE_PREFIX_BYTES` when ``size``
+    (as sent) is above the subscriber's ``max_payload_bytes``. ``replayed``: a retained
+    message the broker sent again because a resumed session subscribed (not new data).
+    """
 
     topic: str
     payload: bytes
     packet_id: int | None
     connection: int
+    size: int
+    replayed: bool = False
 
 
 class _Protocol(asyncio.Protocol):
@@ -43,7 +69,8 @@ class _Protocol(asyncio.Protocol):
         self._owner = owner
         self._generation = generation
         self._version = version
-        self._reader = codec.PacketReader()
+        self.reader = codec.PacketReader()
+        self.session_present = False
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.connack: asyncio.Future[tuple[bool, int]] = asyncio.get_running_loop().create_future()
@@ -62,22 +89,39 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_read = time.monotonic()
+        self.reader.push(data)
+        self._owner.take(self)
+
+    def take(self, max_messages: int, max_bytes: int, max_payload: int) -> list[Delivery]:
+        """Parse buffered packets: at most ``max_messages`` PUBLISH, until ``max_bytes``."""
         deliveries: list[Delivery] = []
+        version = self._version
         try:
-            for ptype, flags, body in self._reader.feed(data):
-                if ptype == codec.PUBLISH:
-                    topic, payload, packet_id = codec.decode_publish(flags, body, self._version)
-                    deliveries.append(Delivery(topic, payload, packet_id, self._generation))
-                else:
-                    self._handle(ptype, body)
+            for ptype, flags, body in self.reader.pop(max_bytes, max_messages):
+                if ptype != codec.PUBLISH:
+                    self.handle(ptype, body)
+                    continue
+                incoming = codec.decode_incoming(flags, body, version, max_payload)
+                payload = incoming.payload
+                if incoming.size > max_payload:
+                    payload = payload[:OVERSIZE_PREFIX_BYTES]
+                deliveries.append(
+                    Delivery(
+                        incoming.topic,
+                        payload,
+                        incoming.packet_id,
+                        self._generation,
+                        incoming.size,
+                        incoming.retain and self.session_present,
+                    )
+                )
         except codec.ProtocolError as exc:
             self._owner.log.error("protocol error from the broker, reconnecting: %s", exc)  # noqa: TRY400
             if self.transport is not None:
                 self.transport.abort()
-        if deliveries:
-            self._owner.deliver(deliveries)
+        return deliveries
 
-    def _handle(self, ptype: int, body: bytes) -> None:
+    def handle(self, ptype: int, body: bytes) -> None:
         if ptype == codec.CONNACK:
             if not self.connack.done():
                 self.connack.set_result(codec.decode_connack(body))
@@ -119,6 +163,9 @@ class MqttSubscriber:
         password: str | None = None,
         keepalive_s: int = 30,
         receive_maximum: int = 65535,
+        max_inflight: int = 20_000,
+        max_inflight_bytes: int = 32 * 1024 * 1024,
+        max_payload_bytes: int = 256 * 1024,
         reconnect_min_s: float = 0.2,
         reconnect_max_s: float = 30.0,
         protocol_version: int = codec.MQTT5,
@@ -137,6 +184,12 @@ class MqttSubscriber:
         self._password = password
         self._keepalive = keepalive_s
         self._receive_maximum = receive_maximum
+        self._max_inflight = max_inflight
+        self._max_inflight_bytes = max_inflight_bytes
+        self._max_payload = max_payload_bytes
+        self._inflight = 0
+        self._inflight_bytes = 0
+        self._take_scheduled = False
         self._backoff_min = reconnect_min_s
         self._backoff_max = reconnect_max_s
         self._generation = 0
@@ -153,22 +206,63 @@ class MqttSubscriber:
         """Connected, with every subscription acknowledged by the broker."""
         return self._connected
 
-    def deliver(self, deliveries: list[Delivery]) -> None:
-        self._on_message(deliveries)
+    @property
+    def inflight(self) -> tuple[int, int]:
+        """(messages, payload bytes) handed to ``on_message`` and not yet passed to ``ack``."""
+        return self._inflight, self._inflight_bytes
+
+    @property
+    def full(self) -> bool:
+        """At the in-flight bound (messages or bytes): the socket is not read."""
+        return self._inflight >= self._max_inflight or (
+            self._inflight_bytes >= self._max_inflight_bytes
+        )
+
+    def take(self, proto: _Protocol) -> None:
+        """Hand buffered messages over, within the bounds and one slice per loop turn."""
+        if proto is not self._proto:
+            return
+        self._take_scheduled = False
+        room = self._max_inflight - self._inflight
+        room_bytes = self._max_inflight_bytes - self._inflight_bytes
+        if room > 0 and room_bytes > 0:
+            deliveries = proto.take(room, min(room_bytes, _SLICE_BYTES), self._max_payload)
+            if deliveries:
+                self._inflight += len(deliveries)
+                self._inflight_bytes += sum(len(d.payload) for d in deliveries)
+                self._on_message(deliveries)
+        if not self.full and not self._take_scheduled and proto.reader.has_packet():
+            self._take_scheduled = True
+            asyncio.get_running_loop().call_soon(self.take, proto)
+        self._apply_pause()
 
     def ack(self, deliveries: Iterable[Delivery]) -> int:
-        """Acknowledge committed messages in one write; return how many PUBACKs were sent.
+        """Release messages the pipeline is done with (committed, or not to be stored) and
+        acknowledge those of the current connection in one write; return how many PUBACKs
+        were sent.
 
         Messages that arrived on an earlier connection are not acknowledged: the broker
         redelivers them on the new one and the database discards the duplicates.
         """
+        was_full = self.full
+        gen = self._generation
+        ids: list[int] = []
+        released = released_bytes = 0
+        for d in deliveries:
+            released += 1
+            released_bytes += len(d.payload)
+            if d.connection == gen and d.packet_id is not None:
+                ids.append(d.packet_id)
+        self._inflight -= released
+        self._inflight_bytes -= released_bytes
         proto = self._proto
         if proto is None:
             return 0
-        gen = self._generation
-        ids = [d.packet_id for d in deliveries if d.connection == gen and d.packet_id is not None]
         if ids:
             proto.write(codec.encode_pubacks(ids))
+        if was_full and not self.full and not self._take_scheduled:
+            self._take_scheduled = True
+            asyncio.get_running_loop().call_soon(self.take, proto)
         return len(ids)
 
     def pause_reading(self) -> None:
@@ -179,11 +273,16 @@ class MqttSubscriber:
         self._paused = False
         self._apply_pause()
 
+    @property
+    def _reading_paused(self) -> bool:
+        """Whether the socket is deliberately not read (the keep-alive check allows for it)."""
+        return (self._paused and not self._handshaking) or self.full or self._take_scheduled
+
     def _apply_pause(self) -> None:
         proto = self._proto
         if proto is None or proto.transport is None or proto.transport.is_closing():
             return
-        if self._paused and not self._handshaking:
+        if self._reading_paused:
             proto.transport.pause_reading()
         else:
             proto.transport.resume_reading()
@@ -227,6 +326,7 @@ class MqttSubscriber:
                 server_hostname=self._host if self._ssl else None,
             )
             self._proto = proto
+            self._take_scheduled = False
             proto.write(
                 codec.encode_connect(
                     self._client_id,
@@ -240,6 +340,7 @@ class MqttSubscriber:
                 )
             )
             session_present, code = await proto.connack
+            proto.session_present = session_present
             if code in codec.UNSUPPORTED_VERSION_CODES and version == codec.MQTT5:
                 self._version = codec.MQTT311
                 raise MqttError("the broker does not speak MQTT 5: falling back to MQTT 3.1.1")
@@ -255,7 +356,9 @@ class MqttSubscriber:
                 "resumed" if session_present else "new",
             )
             filters = [(t, 1) for t in self._subscriptions] + [(t, 0) for t in self._optional]
-            proto.write(codec.encode_subscribe(1, filters, version))
+            retain = [codec.RETAIN_SEND_IF_NEW_SUBSCRIPTION] * len(self._subscriptions)
+            retain += [codec.RETAIN_SEND_AT_SUBSCRIBE] * len(self._optional)
+            proto.write(codec.encode_subscribe(1, filters, version, retain_handling=retain))
             codes = await proto.suback
         required = codes[: len(self._subscriptions)]
         refused = [t for t, c in zip(self._subscriptions, required, strict=False) if c >= 0x80]
@@ -285,7 +388,7 @@ class MqttSubscriber:
                 await asyncio.wait_for(asyncio.shield(proto.closed), timeout=interval)
                 break
             now = time.monotonic()
-            if not self._paused and now - proto.last_read > self._keepalive * 1.5:
+            if not self._reading_paused and now - proto.last_read > self._keepalive * 1.5:
                 self.log.warning(
                     "no answer from the MQTT broker for %.0f s, reconnecting", now - proto.last_read
                 )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from iotcollector.domain.parse import parse_message
+from iotcollector.domain.parse import dead_letter_reason, parse_message, too_large
 from iotcollector.domain.presence import parse_status
 from iotcollector.domain.reading import DeadLetter, Reading, Rejection, StatusChange
 from iotcollector.domain.topics import keep_topic_device
@@ -40,13 +40,24 @@ if TYPE_CHECKING:
 
 
 class Incoming(Protocol):
-    """A received message: what the pipeline reads of the source's acknowledgement token."""
+    """A received message: what the pipeline reads of the source's acknowledgement token.
+
+    ``payload`` may be only the first bytes of a payload of ``size`` bytes (too large to
+    keep). ``replayed``: the source says this is not new data (a retained message sent again);
+    it is acknowledged, not stored. So is an empty payload (the clearing of a retained one).
+    """
 
     @property
     def topic(self) -> str: ...
 
     @property
     def payload(self) -> bytes: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def replayed(self) -> bool: ...
 
 
 T = TypeVar("T", bound=Incoming)
@@ -85,6 +96,7 @@ class Pipeline(Generic[T]):
         on_pressure: Callable[[bool], None],
         limits: BatchLimits,
         max_payload_bytes: int,
+        max_readings_per_message: int = 10_000,
         max_future_skew_s: float,
         status_topic_prefix: str | None = None,
         device_topics: bool = False,
@@ -97,6 +109,7 @@ class Pipeline(Generic[T]):
         self._on_pressure = on_pressure
         self._limits = limits
         self._max_payload = max_payload_bytes
+        self._max_readings = max_readings_per_message
         self._skew = max_future_skew_s
         self._status_prefix = status_topic_prefix
         self._device_topics = device_topics
@@ -119,7 +132,7 @@ class Pipeline(Generic[T]):
         """Messages (and HTTP writes) submitted and not yet committed."""
         return self._queued + self._writing + len(self._direct)
 
-    def submit(self, messages: Sequence[T]) -> None:  # noqa: C901 - one branch per topic kind, inline on the hot path
+    def submit(self, messages: Sequence[T]) -> None:
         """Parse messages read together and queue them; never raises for bad input."""
         if self._closing or not messages:
             return
@@ -129,39 +142,18 @@ class Pipeline(Generic[T]):
         readings: list[Reading] = []
         dead: list[DeadLetter] = []
         statuses: list[StatusChange] = []
-        skew = self._skew
-        limit = self._max_payload
-        prefix = self._status_prefix
-        mapped = self._mapped
+        rejected: dict[str, int] = {}
         for msg in messages:
-            payload = msg.payload
-            if prefix and msg.topic.startswith(prefix):
-                status = parse_status(msg.topic, payload[:limit], received_at=now)
-                if isinstance(status, StatusChange):
-                    statuses.append(status)
-                    continue
-                rejections = [status] if isinstance(status, Rejection) else []
-            elif mapped is not None and (match := mapped.match(msg.topic)) is not None:
-                outcome = mapped.decode(match, msg.topic, payload, now)
-                readings.extend(outcome.readings)
-                statuses.extend(outcome.statuses)
-                rejections = outcome.rejections
-            else:
-                result = parse_message(
-                    payload, received_at=now, max_future_skew_s=skew, max_payload_bytes=limit
-                )
-                rejections = result.rejections
-                if self._device_topics and result.readings:
-                    kept, foreign = keep_topic_device(msg.topic, result.readings)
-                    readings.extend(kept)
-                    if foreign is not None:
-                        rejections = [*rejections, foreign]
-                else:
-                    readings.extend(result.readings)
-            for rej in rejections:
-                m.readings_rejected.labels(reason=rej.code).inc()
-                raw = rej.raw if rej.raw is not None else payload[:limit]
-                dead.append(DeadLetter(now, msg.topic, raw, rej.reason))
+            if msg.replayed or not msg.size:
+                continue
+            rejections = self._parse(msg, now, readings, statuses)
+            if rejections:
+                for rej in rejections:
+                    rejected[rej.code] = rejected.get(rej.code, 0) + 1
+                reason = dead_letter_reason(rejections)
+                dead.append(DeadLetter(now, msg.topic, msg.payload[: self._max_payload], reason))
+        for code, count in rejected.items():
+            m.readings_rejected.labels(reason=code).inc(count)
         was_empty = not self._items
         self._items.append(_Item(readings, dead, statuses, list(messages), time.monotonic()))
         self._queued += len(messages)
@@ -174,6 +166,42 @@ class Pipeline(Generic[T]):
         ):
             self._paused = True
             self._on_pressure(True)
+
+    def _parse(
+        self, msg: T, now: datetime, readings: list[Reading], statuses: list[StatusChange]
+    ) -> list[Rejection]:
+        """Add the message's readings (or status change); return its rejections."""
+        prefix = self._status_prefix
+        if prefix and msg.topic.startswith(prefix):
+            status = parse_status(msg.topic, msg.payload[: self._max_payload], received_at=now)
+            if isinstance(status, StatusChange):
+                statuses.append(status)
+                return []
+            return [status] if isinstance(status, Rejection) else []
+        if msg.size > self._max_payload:
+            return [too_large(msg.size, len(msg.payload), self._max_payload)]
+        mapped = self._mapped
+        if mapped is not None and (match := mapped.match(msg.topic)) is not None:
+            outcome = mapped.decode(match, msg.topic, msg.payload, now)
+            readings.extend(outcome.readings)
+            statuses.extend(outcome.statuses)
+            return outcome.rejections
+        result = parse_message(
+            msg.payload,
+            received_at=now,
+            max_future_skew_s=self._skew,
+            max_payload_bytes=self._max_payload,
+            max_readings=self._max_readings,
+            size=msg.size,
+        )
+        if self._device_topics and result.readings:
+            kept, foreign = keep_topic_device(msg.topic, result.readings)
+            readings.extend(kept)
+            if foreign is not None:
+                return [*result.rejections, foreign]
+        else:
+            readings.extend(result.readings)
+        return result.rejections
 
     async def write(self, readings: list[Reading]) -> WriteResult:
         """Write one HTTP request's readings through the same writer; return after commit.

@@ -25,7 +25,7 @@ def test_readings_for_other_devices_are_one_rejection_naming_them() -> None:
     assert kept == [readings[0], readings[5]]
     assert rejection is not None
     assert rejection.code == "device_mismatch"
-    assert rejection.raw is None  # the whole message is kept as the dead letter
+    assert rejection.index is None  # about the whole message
     assert rejection.detail == (
         "4 of 6 readings are for device 'a', 'b', 'c', …, not for 'dev-1' whose topic "
         "'plant/7/data/dev-1' they were published to"

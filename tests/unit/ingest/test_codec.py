@@ -180,3 +180,41 @@ def test_encode_string_is_length_prefixed() -> None:
     assert codec.encode_string(b"\xff") == b"\x00\x01\xff"
     with pytest.raises(ValueError, match="65535"):
         codec.encode_string(b"x" * 65536)
+
+
+def test_subscribe_carries_retain_handling_under_mqtt5_only() -> None:
+    filters = [("iot/data", 1), ("$SYS/#", 0)]
+    handling = [codec.RETAIN_SEND_IF_NEW_SUBSCRIPTION, codec.RETAIN_SEND_AT_SUBSCRIBE]
+    packet = codec.encode_subscribe(1, filters, retain_handling=handling)
+    assert b"\x00\x08iot/data\x11" in packet  # QoS 1, Retain Handling 1
+    assert packet.endswith(b"\x00\x06$SYS/#\x00")
+    legacy = codec.encode_subscribe(1, filters, codec.MQTT311, retain_handling=handling)
+    assert b"\x00\x08iot/data\x01" in legacy
+
+
+def test_incoming_publish_keeps_a_prefix_its_size_and_the_retain_flag() -> None:
+    raw = _publish_packet("iot/data", b"0123456789", 9)
+    [(_, flags, body)] = codec.PacketReader().feed(raw)
+    whole = codec.decode_incoming(flags, body)
+    assert (whole.payload, whole.size, whole.retain) == (b"0123456789", 10, False)
+    cut = codec.decode_incoming(flags | 0x01, body, keep=4)
+    assert (cut.topic, cut.payload, cut.packet_id, cut.size, cut.retain) == (
+        "iot/data",
+        b"0123",
+        9,
+        10,
+        True,
+    )
+
+
+def test_reader_pops_only_as_many_packets_as_asked_and_keeps_the_rest() -> None:
+    reader = codec.PacketReader()
+    reader.push(b"".join(_publish_packet("t", b"x" * 10, i) for i in range(1, 6)))
+    assert len(reader.pop(1 << 20, max_packets=2)) == 2
+    assert len(reader.pop(1)) == 1  # the byte budget stops after the packet that reaches it
+    assert reader.has_packet()
+    assert len(reader.pop(1 << 20)) == 2
+    assert not reader.has_packet()
+    reader.push(_publish_packet("t", b"x", 7)[:-1])
+    assert not reader.has_packet()
+    assert reader.pop(1 << 20) == []

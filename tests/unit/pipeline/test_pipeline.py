@@ -58,6 +58,12 @@ class Msg:
     topic: str
     payload: bytes
     n: int
+    replayed: bool = False
+    sent: int | None = None  # the size as sent, when payload is only its first bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.payload) if self.sent is None else self.sent
 
 
 def _msg(i: int) -> bytes:
@@ -147,6 +153,65 @@ async def test_bad_messages_become_dead_letters_and_are_acked() -> None:
     assert h.value("iotcollector_readings_rejected_total", reason="invalid_json") == 1
     assert h.value("iotcollector_readings_rejected_total", reason="invalid_value") == 1
     assert h.value("iotcollector_readings_rejected_total", reason="storage") == 0
+    await task
+
+
+async def test_one_dead_letter_per_message_good_items_stored_each_bad_item_counted() -> None:
+    storage = FakeStorage()
+    h = Harness(storage, BatchLimits(max_size=100, max_delay_s=0.01))
+    task = asyncio.create_task(h.pipeline.run())
+    payload = b"[" + _msg(1) + b",{},{},42," + _msg(2) + b"]"
+    _submit(h, payload, 1)
+    assert await h.pipeline.close(1)
+    assert storage.batches == [(2, 1)]
+    [dead] = storage.dead
+    assert dead.payload == payload
+    assert dead.reason.startswith("missing_field: 3 items rejected (missing_field 2, wrong_type 1)")
+    assert h.value("iotcollector_readings_rejected_total", reason="missing_field") == 2
+    assert h.value("iotcollector_readings_rejected_total", reason="wrong_type") == 1
+    await task
+
+
+async def test_a_message_over_the_readings_limit_is_one_dead_letter() -> None:
+    storage = FakeStorage()
+    h = Harness(storage, BatchLimits(max_size=100, max_delay_s=0.01))
+    task = asyncio.create_task(h.pipeline.run())
+    payload = b"[" + b",".join([b"{}"] * 20_000) + b"]"
+    _submit(h, payload, 1)
+    assert await h.pipeline.close(1)
+    assert storage.batches == [(0, 1)]
+    assert storage.dead[0].reason.startswith("too_many_readings: message holds 20000 array items")
+    assert h.value("iotcollector_readings_rejected_total", reason="too_many_readings") == 1
+    assert h.value("iotcollector_readings_rejected_total", reason="missing_field") == 0
+    await task
+
+
+async def test_replayed_and_empty_messages_are_acked_not_stored() -> None:
+    storage = FakeStorage()
+    h = Harness(storage, BatchLimits(max_size=100, max_delay_s=0.01))
+    task = asyncio.create_task(h.pipeline.run())
+    h.pipeline.submit([Msg("iot/data", _msg(1), 1, replayed=True), Msg("iot/data", b"", 2)])
+    _submit(h, _msg(3), 3)
+    assert await h.pipeline.close(1)
+    assert [r.value for r in storage.stored] == [3.0]
+    assert storage.dead == []
+    assert h.acked == [1, 2, 3]
+    await task
+
+
+async def test_a_message_kept_only_in_part_is_too_large_with_its_size() -> None:
+    storage = FakeStorage()
+    h = Harness(storage, BatchLimits(max_size=100, max_delay_s=0.01))
+    task = asyncio.create_task(h.pipeline.run())
+    h.pipeline.submit([Msg("iot/data", b"x" * 4096, 1, sent=10 * 1024 * 1024)])
+    assert await h.pipeline.close(1)
+    assert h.acked == [1]
+    [dead] = storage.dead
+    assert dead.payload == b"x" * 4096
+    assert dead.reason == (
+        "too_large: payload is 10485760 bytes, more than the limit of 65536 "
+        "(its first 4096 bytes are kept)"
+    )
     await task
 
 
