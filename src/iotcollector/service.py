@@ -201,6 +201,7 @@ class Service:
                 device_offline_after_s=s.device_offline_after_s,
                 max_body_bytes=s.max_body_bytes,
                 max_future_skew_s=s.max_future_skew_s,
+                max_readings_per_message=s.max_readings_per_message,
             ),
         )
         server = _QuietServer(

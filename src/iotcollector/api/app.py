@@ -230,9 +230,10 @@ def _add_error_handlers(app: FastAPI, logger: logging.Logger | None) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
-        return json_response(
-            error_body(exc.code, exc.message, exc.details), exc.status, headers=exc.headers
-        )
+        body = error_body(exc.code, exc.message, exc.details)
+        if exc.count is not None:
+            body["error"]["count"] = exc.count
+        return json_response(body, exc.status, headers=exc.headers)
 
     @app.exception_handler(StorageError)
     async def _storage_error(request: Request, exc: StorageError) -> Response:

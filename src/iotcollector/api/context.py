@@ -36,6 +36,8 @@ class ApiContext:
     device_offline_after_s: float = 300.0
     max_body_bytes: int = 1024 * 1024
     max_future_skew_s: float = 300.0
+    # The same bound as for an MQTT message (IOT_MAX_READINGS_PER_MESSAGE): 422 beyond.
+    max_readings_per_message: int = 10_000
     # A write not committed within this time answers 503 + Retry-After; it may still commit
     # later, which is safe: a retried write counts its readings as duplicates.
     write_timeout_s: float = 10.0

@@ -17,13 +17,15 @@ def invalid_param(name: str, message: str, where: str = "query") -> RequestValid
 class ApiError(IotCollectorError):
     """An HTTP error with its status, code, message and details."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - what the error shape carries, options keyword-only
         self,
         status: int,
         code: str,
         message: str,
         details: object = None,
+        *,
         headers: dict[str, str] | None = None,
+        count: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -31,3 +33,4 @@ class ApiError(IotCollectorError):
         self.message = message
         self.details = details
         self.headers = headers
+        self.count = count

@@ -157,6 +157,11 @@ class ErrorInfo(BaseModel):
     code: str = Field(description="Stable, machine-readable.", examples=["invalid_request"])
     message: str = Field(description="For humans.")
     details: list[ParamIssue | ItemIssue] | None = None
+    count: int | None = Field(
+        default=None,
+        description="`invalid_readings` only: how many items are invalid; `details` lists the "
+        "first 100.",
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -1,0 +1,141 @@
+"""Large hostile POST bodies on a real `serve`: a 1 MB body of 340,000 `{}` items answers a
+small 422 (the first errors and the count), and five at once leave memory bounded while
+/healthz and MQTT ingest go on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from support.collector import Collector, publish, wait_for_count
+from support.messages import make_stream
+from support.mosquitto import MosquittoServer, mosquitto_available
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not mosquitto_available(), reason="mosquitto is not installed"),
+]
+
+API_KEY = "bodies-key-Qw3Er6Ty9Ui2Op5A"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+EMPTY_ITEMS = 340_000
+BODY = b"[" + b",".join([b"{}"] * EMPTY_ITEMS) + b"]"  # 1,020,001 bytes
+RSS_BOUND = 200 * 1024 * 1024
+# Generous: /healthz answered in 5.6-8.4 s while five such bodies were parsed on the loop.
+HEALTHZ_BOUND_S = 1.0
+PROBE = """
+import sys, threading, time, httpx
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+seen = []
+with httpx.Client(base_url=sys.argv[1], timeout=30) as client:
+    client.get("/healthz")
+    print("ready", flush=True)
+    while not stop.is_set():
+        started = time.perf_counter()
+        assert client.get("/healthz").status_code == 200
+        seen.append(time.perf_counter() - started)
+        time.sleep(0.005)
+print(" ".join(f"{s:.6f}" for s in seen))
+"""
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Collector, str]]:
+    tmp = tmp_path_factory.mktemp("http-bodies")
+    broker = MosquittoServer()
+    broker.start()
+    c = Collector(
+        mqtt_url=broker.url,
+        database_url=f"sqlite:///{tmp}/iot.db",
+        client_id="http-bodies",
+        log_dir=tmp,
+        env={"IOT_API_AUTH": "enabled", "IOT_API_KEYS": API_KEY},
+    ).start()
+    try:
+        c.wait_ready()
+        yield c, broker.url
+    finally:
+        c.ensure_stopped()
+        broker.cleanup()
+
+
+def test_a_422_lists_the_first_errors_and_counts_them_all(
+    collector: tuple[Collector, str],
+) -> None:
+    c, _ = collector
+    body = b'[{"device_id":"ok","sensor_type":"t","value":1},' + b",".join([b"{}"] * 500) + b"]"
+    response = httpx.post(c.base_url + "/api/data", headers=AUTH, content=body, timeout=30)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_readings"
+    assert error["count"] == 500
+    assert len(error["details"]) == 100
+    assert [d["index"] for d in error["details"]] == list(range(1, 101))
+    assert error["message"] == (
+        "500 of the readings are not valid; nothing was stored; the first 100 are listed"
+    )
+    assert len(response.content) < 20_000
+
+
+def test_five_huge_bodies_at_once_keep_memory_bounded_and_healthz_fast(
+    collector: tuple[Collector, str],
+) -> None:
+    c, mqtt_url = collector
+    answers: list[httpx.Response] = []
+
+    def post() -> None:
+        answers.append(
+            httpx.post(c.base_url + "/api/data", headers=AUTH, content=BODY, timeout=120)
+        )
+
+    # The probe runs in its own process: in this one, the posting threads would delay it.
+    probe = subprocess.Popen(
+        [sys.executable, "-c", PROBE, c.base_url],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+    )
+    assert probe.stdout is not None
+    assert probe.stdout.readline() == b"ready\n"
+
+    stream = make_stream(2000)
+    before = c.rss()
+    peak = before
+    posters = [threading.Thread(target=post) for _ in range(5)]
+    started = time.perf_counter()
+    for t in posters:
+        t.start()
+    publisher = threading.Thread(
+        target=publish, args=(mqtt_url, stream.payloads), kwargs={"publishers": 1}
+    )
+    publisher.start()
+    while any(t.is_alive() for t in posters):
+        peak = max(peak, c.rss())
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    out, _ = probe.communicate(b"stop\n", timeout=30)
+    latencies = [float(x) for x in out.split()]
+    publisher.join()
+    db = c.env["IOT_DATABASE_URL"]
+    stored = wait_for_count(db, "iot_data", stream.readings, timeout=60)
+    latencies.sort()
+    print(
+        f"5 x {len(BODY)} B POSTs in {elapsed:.2f} s: RSS {before / 2**20:.0f} -> peak "
+        f"{peak / 2**20:.0f} MB; /healthz n={len(latencies)} p50 "
+        f"{latencies[len(latencies) // 2] * 1000:.1f} ms max {latencies[-1] * 1000:.1f} ms; "
+        f"answers {sorted({len(a.content) for a in answers})} B"
+    )
+    assert [a.status_code for a in answers] == [422] * 5
+    assert all(len(a.content) < 20_000 for a in answers)
+    assert peak < RSS_BOUND
+    assert latencies[-1] < HEALTHZ_BOUND_S
+    assert stored == stream.readings
