@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bench.common import git, machine  # noqa: E402
 from iotcollector.ingest import codec  # noqa: E402
+from iotcollector.ingest.handshake import encode_connect  # noqa: E402
 from iotcollector.simulator.payloads import Format  # noqa: E402
 from iotcollector.simulator.stream import MessageStream, StreamConfig  # noqa: E402
 from support.collector import Collector, scalar  # noqa: E402
@@ -96,7 +97,7 @@ def _publish_raw(port: int, payloads: list[bytes], topic: str = "iot/data") -> f
     """Publish QoS 1 as fast as the broker acknowledges; return messages/s."""
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(
-        codec.encode_connect(
+        encode_connect(
             f"bench-pub-{time.monotonic_ns()}",
             clean_session=True,
             keepalive=60,
@@ -210,7 +211,7 @@ def raw_subscriber(broker: MosquittoServer, payloads: list[bytes]) -> dict[str, 
 def _session(port: int, client_id: str) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=60)  # a stuck drain fails
     sock.sendall(
-        codec.encode_connect(
+        encode_connect(
             client_id,
             clean_session=False,
             keepalive=60,

@@ -1,10 +1,10 @@
 """MQTT 5 packets the collector's subscriber needs: pure encoding and decoding, no I/O.
 
-Only what a QoS 1 subscriber uses is here: CONNECT/CONNACK, SUBSCRIBE/SUBACK, PUBLISH (in),
-PUBACK (out), PINGREQ/PINGRESP, DISCONNECT; CONNECT takes a Last Will too, for the simulator's
-devices (:mod:`iotcollector.simulator.packets` adds the rest of a publisher's side). MQTT 5
-because a persistent session needs the Session Expiry Interval and the broker's in-flight
-window is the client's Receive Maximum (with MQTT 3.1.1 Mosquitto caps it at
+Only what a QoS 1 subscriber uses is here: SUBSCRIBE/SUBACK, PUBLISH (in), PUBACK (out),
+PINGREQ/PINGRESP, DISCONNECT; CONNECT/CONNACK are in :mod:`iotcollector.ingest.handshake`,
+shared with the simulator (:mod:`iotcollector.simulator.packets` adds the rest of a
+publisher's side). MQTT 5 because a persistent session needs the Session Expiry Interval and
+the broker's in-flight window is the client's Receive Maximum (with MQTT 3.1.1 Mosquitto caps it at
 ``max_inflight_messages``, 20 by default). MQTT 3.1.1 (protocol level 4) is spoken too, for
 brokers without MQTT 5 (e.g. the embedded amqtt).
 docs/architecture.md says why the collector speaks MQTT itself instead of through a client
@@ -56,13 +56,6 @@ REASONS = {
 
 MQTT5 = 5
 MQTT311 = 4
-# CONNACK codes meaning "speak an older protocol": 3.1.1's 0x01, MQTT 5's 0x84.
-UNSUPPORTED_VERSION_CODES = frozenset({0x01, 0x84})
-# MQTT 3.1.1 CONNACK return codes as the MQTT 5 reason codes of the same meaning.
-MQTT311_CONNACK_REASONS = {0x01: 0x84, 0x02: 0x85, 0x03: 0x88, 0x04: 0x86, 0x05: 0x87}
-
-PROP_SESSION_EXPIRY = 0x11
-PROP_RECEIVE_MAXIMUM = 0x21
 
 
 def reason_text(code: int) -> str:
@@ -117,63 +110,6 @@ def encode_string(value: str | bytes) -> bytes:
 
 def _packet(first_byte: int, body: bytes) -> bytes:
     return bytes([first_byte]) + encode_remaining_length(len(body)) + body
-
-
-@dataclass(frozen=True, slots=True)
-class Will:
-    """A Last Will: what the broker publishes for a client that vanishes without DISCONNECT."""
-
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = True
-
-
-def encode_connect(  # noqa: PLR0913 - the CONNECT fields
-    client_id: str,
-    *,
-    keepalive: int,
-    clean_session: bool = True,
-    session_expiry_s: int = 0,
-    receive_maximum: int | None = None,
-    will: Will | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    version: int = MQTT5,
-) -> bytes:
-    """CONNECT, MQTT 5 or 3.1.1 (level 4: no properties, neither the connection's nor the will's).
-
-    MQTT 5 properties: Session Expiry Interval unless 0 (the default: no session kept after
-    the connection), Receive Maximum when given (capped at 65535). MQTT 3.1.1 forbids a
-    password without a user name: there the password goes only with a user name.
-    """
-    mqtt5 = version == MQTT5
-    flags = 0x02 if clean_session else 0
-    payload = encode_string(client_id)
-    if will is not None:
-        flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
-        payload += (b"\x00" if mqtt5 else b"") + encode_string(will.topic)
-        payload += encode_string(will.payload)
-    if username is not None:
-        flags |= 0x80
-        payload += encode_string(username)
-    if password is not None and (username is not None or mqtt5):
-        flags |= 0x40
-        payload += encode_string(password)
-    properties = b""
-    if mqtt5:
-        props = b""
-        if session_expiry_s:
-            props += bytes([PROP_SESSION_EXPIRY]) + struct.pack("!I", session_expiry_s)
-        if receive_maximum is not None:
-            props += bytes([PROP_RECEIVE_MAXIMUM]) + struct.pack(
-                "!H", max(1, min(receive_maximum, 65535))
-            )
-        properties = encode_remaining_length(len(props)) + props
-    variable = (
-        encode_string("MQTT") + bytes([version, flags]) + struct.pack("!H", keepalive) + properties
-    )
-    return _packet(CONNECT << 4, variable + payload)
 
 
 # MQTT 5 subscription option Retain Handling (bits 4-5): which retained messages the broker
@@ -256,20 +192,6 @@ def decode_incoming(
     size = len(body) - pos
     payload = body[pos:] if keep is None or size <= keep else body[pos : pos + keep]
     return IncomingPublish(topic, payload, packet_id, size, bool(flags & 0x01))
-
-
-def connack_reason(code: int, version: int) -> int:
-    """A CONNACK's code as an MQTT 5 reason code (3.1.1 return codes translated; 0 = accepted)."""
-    if version == MQTT5 or not code:
-        return code
-    return MQTT311_CONNACK_REASONS.get(code, 0x80)
-
-
-def decode_connack(body: bytes) -> tuple[bool, int]:
-    """Return (session_present, reason_code)."""
-    if len(body) < 2:
-        raise ProtocolError("CONNACK too short")
-    return bool(body[0] & 0x01), body[1]
 
 
 def decode_suback(body: bytes, version: int = MQTT5) -> tuple[int, list[int]]:

@@ -25,18 +25,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
+from iotcollector.backoff import Backoff
 from iotcollector.errors import MqttError, MqttRefusedError
 from iotcollector.ingest import codec
+from iotcollector.ingest.handshake import encode_connect, handshake, protocol_name
 
 if TYPE_CHECKING:
     import logging
     import ssl
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+    # Opens a connection for a protocol factory: ``loop.create_connection`` to the broker.
+    Connector = Callable[
+        [Callable[[], asyncio.Protocol]], Awaitable[tuple[asyncio.BaseTransport, asyncio.Protocol]]
+    ]
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
 # What is kept of a payload above max_payload_bytes: enough to recognise it in a dead letter.
@@ -73,7 +79,7 @@ class _Protocol(asyncio.Protocol):
         self.session_present = False
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.connack: asyncio.Future[tuple[bool, int]] = asyncio.get_running_loop().create_future()
+        self.connack: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.suback: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self.last_read = time.monotonic()
         self.last_write = time.monotonic()
@@ -124,7 +130,7 @@ class _Protocol(asyncio.Protocol):
     def handle(self, ptype: int, body: bytes) -> None:
         if ptype == codec.CONNACK:
             if not self.connack.done():
-                self.connack.set_result(codec.decode_connack(body))
+                self.connack.set_result(body)
         elif ptype == codec.SUBACK:
             _, codes = codec.decode_suback(body, self._version)
             if not self.suback.done():
@@ -169,6 +175,7 @@ class MqttSubscriber:
         reconnect_min_s: float = 0.2,
         reconnect_max_s: float = 30.0,
         protocol_version: int = codec.MQTT5,
+        connector: Connector | None = None,
     ) -> None:
         self._host = host
         self._port = port
@@ -183,6 +190,7 @@ class MqttSubscriber:
         self._username = username
         self._password = password
         self._keepalive = keepalive_s
+        self._keepalive_now = keepalive_s  # this connection's: the broker may impose its own
         self._receive_maximum = receive_maximum
         self._max_inflight = max_inflight
         self._max_inflight_bytes = max_inflight_bytes
@@ -190,8 +198,8 @@ class MqttSubscriber:
         self._inflight = 0
         self._inflight_bytes = 0
         self._take_scheduled = False
-        self._backoff_min = reconnect_min_s
-        self._backoff_max = reconnect_max_s
+        self._backoff = Backoff(reconnect_min_s, reconnect_max_s)
+        self._connector = connector
         self._generation = 0
         self._version = protocol_version
         self._proto: _Protocol | None = None
@@ -290,14 +298,12 @@ class MqttSubscriber:
 
     async def run(self) -> None:
         """Connect, subscribe, and reconnect with capped exponential backoff, until stop()."""
-        failures = 0
         while not self._stopping:
             try:
                 await self._connect_once()
-                failures = 0
+                self._backoff.reset()
                 await self._serve_connection()
             except (OSError, MqttError, TimeoutError) as exc:
-                failures += 1
                 if not self._stopping:
                     reason = str(exc) or f"no answer within {_HANDSHAKE_TIMEOUT_S:.0f} s"
                     self.log.warning(
@@ -308,52 +314,65 @@ class MqttSubscriber:
                 await self._close_transport()
             if self._stopping:
                 break
-            delay = min(self._backoff_max, self._backoff_min * 2 ** min(failures, 16))
-            await asyncio.sleep(random.uniform(delay / 2, delay))  # noqa: S311 - jitter
+            await asyncio.sleep(self._backoff.next_delay())
+
+    async def _open(self, factory: Callable[[], asyncio.Protocol]) -> asyncio.Protocol:
+        if self._connector is not None:
+            _, proto = await self._connector(factory)
+            return proto
+        _, proto = await asyncio.get_running_loop().create_connection(
+            factory,
+            self._host,
+            self._port,
+            ssl=self._ssl,
+            server_hostname=self._host if self._ssl else None,
+        )
+        return proto
 
     async def _connect_once(self) -> None:
-        loop = asyncio.get_running_loop()
         self._generation += 1
         generation = self._generation
-        version = self._version
         self._handshaking = True
-        async with asyncio.timeout(_HANDSHAKE_TIMEOUT_S):
-            _, proto = await loop.create_connection(
-                lambda: _Protocol(self, generation, version),
-                self._host,
-                self._port,
-                ssl=self._ssl,
-                server_hostname=self._host if self._ssl else None,
-            )
-            self._proto = proto
+
+        async def open_connection(version: int) -> _Protocol:
+            proto = await self._open(lambda: _Protocol(self, generation, version))
+            self._proto = cast("_Protocol", proto)
             self._take_scheduled = False
-            proto.write(
-                codec.encode_connect(
-                    self._client_id,
-                    clean_session=False,
-                    keepalive=self._keepalive,
-                    session_expiry_s=SESSION_EXPIRY_S,
-                    receive_maximum=self._receive_maximum,
-                    username=self._username,
-                    password=self._password,
-                    version=version,
-                )
+            return self._proto
+
+        def connect_packet(version: int) -> bytes:
+            return encode_connect(
+                self._client_id,
+                clean_session=False,
+                keepalive=self._keepalive,
+                session_expiry_s=SESSION_EXPIRY_S,
+                receive_maximum=self._receive_maximum,
+                username=self._username,
+                password=self._password,
+                version=version,
             )
-            session_present, code = await proto.connack
-            proto.session_present = session_present
-            if code in codec.UNSUPPORTED_VERSION_CODES and version == codec.MQTT5:
-                self._version = codec.MQTT311
-                raise MqttError("the broker does not speak MQTT 5: falling back to MQTT 3.1.1")
-            if code:
-                raise MqttRefusedError(f"broker refused the connection: {codec.reason_text(code)}")
+
+        async with asyncio.timeout(_HANDSHAKE_TIMEOUT_S):
+            proto, ack, version, self._keepalive_now = await handshake(
+                open_connection,
+                connect_packet,
+                client_id=self._client_id,
+                version=self._version,
+                keepalive_s=self._keepalive,
+            )
+            proto.session_present = ack.session_present
+            if version != self._version:
+                self.log.warning("the broker does not speak MQTT 5: speaking MQTT 3.1.1")
+                self._version = version
             self.connections += 1
             self.log.info(
-                "connected to MQTT broker %s:%d as %s (MQTT %s, session %s)",
+                "connected to MQTT broker %s:%d as %s (MQTT %s, session %s, keep alive %d s)",
                 self._host,
                 self._port,
                 self._client_id,
-                "5" if version == codec.MQTT5 else "3.1.1",
-                "resumed" if session_present else "new",
+                protocol_name(version),
+                "resumed" if ack.session_present else "new",
+                self._keepalive_now,
             )
             filters = [(t, 1) for t in self._subscriptions] + [(t, 0) for t in self._optional]
             retain = [codec.RETAIN_SEND_IF_NEW_SUBSCRIPTION] * len(self._subscriptions)
@@ -382,13 +401,16 @@ class MqttSubscriber:
     async def _serve_connection(self) -> None:
         proto = self._proto
         assert proto is not None
-        interval = max(1.0, self._keepalive / 2)
+        keepalive = self._keepalive_now
+        if not keepalive:  # 0: no keep alive at all, neither PINGREQ nor a silence limit
+            await proto.closed
+        interval = max(1.0, keepalive / 2)
         while not proto.closed.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(proto.closed), timeout=interval)
                 break
             now = time.monotonic()
-            if not self._reading_paused and now - proto.last_read > self._keepalive * 1.5:
+            if not self._reading_paused and now - proto.last_read > keepalive * 1.5:
                 self.log.warning(
                     "no answer from the MQTT broker for %.0f s, reconnecting", now - proto.last_read
                 )

@@ -157,11 +157,9 @@ def endpoint_from_settings(  # noqa: PLR0913 - each overrides one setting
     Raises ``ValueError`` for a URL that is not ``mqtt://`` or ``mqtts://``, ``OSError`` for
     TLS files that cannot be read.
     """
+    from iotcollector.ingest.handshake import protocol_version  # noqa: PLC0415
     from iotcollector.ingest.tls import client_tls_context  # noqa: PLC0415
-    from iotcollector.simulator.connection import (  # noqa: PLC0415 - heavy imports
-        Endpoint,
-        protocol_version,
-    )
+    from iotcollector.simulator.connection import Endpoint  # noqa: PLC0415 - heavy imports
 
     url = url or settings.mqtt_url
     parts = urlsplit(url)

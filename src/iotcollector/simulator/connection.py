@@ -13,35 +13,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
+from iotcollector.backoff import Backoff
 from iotcollector.errors import MqttError, MqttRefusedError
 from iotcollector.ingest.codec import (
     CONNACK,
     DISCONNECT,
     DISCONNECT_PACKET,
     MQTT5,
-    MQTT311,
     PINGREQ_PACKET,
     PUBACK,
-    UNSUPPORTED_VERSION_CODES,
     PacketReader,
     ProtocolError,
     decode_disconnect,
     reason_text,
 )
+from iotcollector.ingest.handshake import ConnAck, Will, encode_connect, handshake
 from iotcollector.simulator.packets import (
     PUBCOMP,
     PUBREC,
-    ConnAck,
-    Will,
     ack_reason,
-    decode_connack,
-    encode_connect,
     encode_publish,
     encode_pubrel,
     set_dup,
@@ -70,19 +65,6 @@ class Endpoint:
     connect_timeout_s: float = 10.0
     reconnect_max_s: float = 5.0
     protocol: int = MQTT5  # MQTT5 (falls back to 3.1.1 if the broker refuses it) or MQTT311
-
-
-def protocol_name(version: int) -> str:
-    """``"5"`` or ``"3.1.1"``, as ``--protocol`` and IOT_MQTT_PROTOCOL spell it."""
-    return "5" if version == MQTT5 else "3.1.1"
-
-
-def protocol_version(name: str) -> int:
-    """The CONNECT protocol level of ``"5"`` or ``"3.1.1"``."""
-    versions = {"5": MQTT5, "3.1.1": MQTT311}
-    if name not in versions:
-        raise ValueError(f"MQTT protocol must be 5 or 3.1.1, not {name!r}")
-    return versions[name]
 
 
 @dataclass(slots=True)
@@ -168,6 +150,7 @@ class Connection:
         self.status = status
         self.per_device = len(self.device_ids) == 1
         self.version = endpoint.protocol  # MQTT 3.1.1 once the broker has refused MQTT 5
+        self.keepalive_s = endpoint.keepalive_s  # or the broker's Server Keep Alive
         self._proto: _Protocol | None = None
         self._connected = False
         self._closing = False
@@ -219,19 +202,7 @@ class Connection:
     async def connect(self) -> None:
         """Connect (or reconnect), publish ``online``, re-send what was not acknowledged."""
         proto, ack = await self._handshake()
-        if self.version == MQTT5 and ack.reason_code in UNSUPPORTED_VERSION_CODES:
-            # The broker does not speak MQTT 5: fall back to 3.1.1, for reconnects too.
-            if proto.transport is not None:
-                proto.transport.close()
-            self.version = MQTT311
-            proto, ack = await self._handshake()
         assert proto.transport is not None
-        if ack.reason_code:
-            proto.transport.close()
-            detail = reason_text(ack.reason_code)
-            if ack.reason_string:
-                detail += f" ({ack.reason_string})"
-            raise MqttRefusedError(f"broker refused {self.client_id!r}: {detail}")
         if self.qos > ack.maximum_qos:
             proto.transport.close()
             raise MqttRefusedError(f"the broker supports QoS up to {ack.maximum_qos} only")
@@ -248,7 +219,8 @@ class Connection:
         self._pump()
 
     async def _handshake(self) -> tuple[_Protocol, ConnAck]:
-        """Open the transport, send CONNECT in :attr:`version`, return the CONNACK."""
+        """Connect in :attr:`version` (falling back to 3.1.1 for good if the broker does not
+        speak 5); return the accepted connection and its CONNACK."""
         ep = self.endpoint
         loop = asyncio.get_running_loop()
         will = (
@@ -256,27 +228,37 @@ class Connection:
             if self.per_device and self.status
             else None
         )
+
+        async def open_connection(_version: int) -> _Protocol:
+            _, proto = await loop.create_connection(
+                lambda: _Protocol(self),
+                ep.host,
+                ep.port,
+                ssl=ep.ssl,
+                server_hostname=ep.host if ep.ssl else None,
+            )
+            return proto
+
+        def connect_packet(version: int) -> bytes:
+            return encode_connect(
+                self.client_id,
+                keepalive=ep.keepalive_s,
+                will=will,
+                username=ep.username,
+                password=ep.password,
+                version=version,
+            )
+
         try:
             async with asyncio.timeout(ep.connect_timeout_s):
-                _, proto = await loop.create_connection(
-                    lambda: _Protocol(self),
-                    ep.host,
-                    ep.port,
-                    ssl=ep.ssl,
-                    server_hostname=ep.host if ep.ssl else None,
+                proto, ack, self.version, self.keepalive_s = await handshake(
+                    open_connection,
+                    connect_packet,
+                    client_id=self.client_id,
+                    version=self.version,
+                    keepalive_s=ep.keepalive_s,
                 )
-                assert proto.transport is not None
-                proto.transport.write(
-                    encode_connect(
-                        self.client_id,
-                        keepalive=ep.keepalive_s,
-                        will=will,
-                        username=ep.username,
-                        password=ep.password,
-                        version=self.version,
-                    )
-                )
-                return proto, decode_connack(await proto.connack, self.version)
+                return proto, ack
         except TimeoutError:
             raise MqttError(
                 f"{ep.host}:{ep.port}: no CONNACK within {ep.connect_timeout_s}s"
@@ -286,9 +268,9 @@ class Connection:
 
     async def run_reconnect(self) -> None:
         """Reconnect with capped exponential backoff and jitter until it works or we close."""
-        delay = 0.2
+        backoff = Backoff(0.2, self.endpoint.reconnect_max_s)
         while not self._closing:
-            await asyncio.sleep(random.uniform(0.5, 1.0) * delay)  # noqa: S311 - jitter
+            await asyncio.sleep(backoff.next_delay())
             try:
                 await self.connect()
             except MqttRefusedError as exc:
@@ -297,7 +279,6 @@ class Connection:
                 self.counters.error("connect", str(exc))
             else:
                 return
-            delay = min(self.endpoint.reconnect_max_s, delay * 2)
 
     def on_lost(self, proto: _Protocol) -> None:
         if proto is not self._proto:
@@ -373,7 +354,7 @@ class Connection:
         self._out.clear()
 
     def ping_if_idle(self, now: float) -> None:
-        if self._connected and now - self.last_write > self.endpoint.keepalive_s / 2:
+        if self._connected and self.keepalive_s and now - self.last_write > self.keepalive_s / 2:
             self._write(PINGREQ_PACKET)
 
     # -- acknowledgements --------------------------------------------------------------------

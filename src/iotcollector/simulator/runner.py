@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from iotcollector.errors import MqttError
-from iotcollector.simulator.connection import Connection, Counters, Endpoint, protocol_name
+from iotcollector.ingest.handshake import protocol_name
+from iotcollector.simulator.connection import Connection, Counters, Endpoint
 from iotcollector.simulator.packets import topic_prefix
 from iotcollector.simulator.payloads import Format
 from iotcollector.simulator.stream import MessageStream, StreamConfig
@@ -331,7 +332,12 @@ class Simulation:
 
     async def _keepalive(self) -> None:
         while True:
-            await asyncio.sleep(min(5.0, self.endpoint.keepalive_s / 4))
+            # A broker may impose a shorter keep alive than asked (Server Keep Alive).
+            shortest = min(
+                (c.keepalive_s for c in self._connections if c.keepalive_s),
+                default=self.endpoint.keepalive_s,
+            )
+            await asyncio.sleep(max(0.25, min(5.0, shortest / 4)))
             now = time.monotonic()
             for conn in self._connections:
                 conn.ping_if_idle(now)

@@ -41,30 +41,6 @@ def test_remaining_length_out_of_range() -> None:
         codec.encode_remaining_length(268_435_456)
 
 
-def test_connect_is_mqtt5_persistent_with_credentials() -> None:
-    packet = codec.encode_connect(
-        "collector-1",
-        clean_session=False,
-        keepalive=30,
-        session_expiry_s=3600,
-        receive_maximum=100_000,
-        username="u",
-        password="p",
-    )
-    assert packet[0] == 0x10
-    length, pos = codec.decode_varint(packet, 1)
-    body = packet[pos:]
-    assert len(body) == length
-    assert body[:6] == b"\x00\x04MQTT"
-    assert body[6] == 5
-    assert body[7] == 0xC0  # user name + password, clean start off
-    assert body[8:10] == (30).to_bytes(2, "big")
-    assert body[10] == 8  # properties: session expiry (5 bytes) + receive maximum (3 bytes)
-    assert body[11:16] == b"\x11" + (3600).to_bytes(4, "big")
-    assert body[16:19] == b"\x21\xff\xff"  # capped at 65535
-    assert body.endswith(b"\x00\x01u\x00\x01p")
-
-
 def test_subscribe_asks_qos1_for_every_filter() -> None:
     packet = codec.encode_subscribe(7, [("$share/g/iot/data", 1), ("iot/#", 1)])
     assert packet[0] == 0x82
@@ -84,9 +60,8 @@ def test_publish_with_properties_decodes() -> None:
     assert codec.decode_publish(flags, body) == ("iot/data", b"{}", 42)
 
 
-def test_suback_and_connack() -> None:
+def test_suback_and_reason_texts() -> None:
     assert codec.decode_suback(b"\x00\x01\x00\x01\x87") == (1, [1, 0x87])
-    assert codec.decode_connack(b"\x01\x00\x00") == (True, 0)
     assert codec.reason_text(0x87) == "not authorized"
     assert codec.reason_text(0xFE) == "reason code 0xfe"
 
@@ -124,55 +99,11 @@ def test_stream_split_anywhere_yields_the_same_packets(
     assert [codec.decode_publish(f, b) for _, f, b in got] == messages
 
 
-def test_mqtt311_connect_subscribe_and_publish_have_no_properties() -> None:
-    packet = codec.encode_connect(
-        "c",
-        clean_session=False,
-        keepalive=30,
-        session_expiry_s=60,
-        receive_maximum=10,
-        version=codec.MQTT311,
-    )
-    assert packet == b"\x10\x0d\x00\x04MQTT\x04\x00\x00\x1e\x00\x01c"
+def test_mqtt311_subscribe_and_publish_have_no_properties() -> None:
     assert codec.encode_subscribe(1, [("a", 1)], codec.MQTT311) == b"\x82\x06\x00\x01\x00\x01a\x01"
     body = b"\x00\x01a\x00\x07payload"
     assert codec.decode_publish(0x02, body, codec.MQTT311) == ("a", b"payload", 7)
     assert codec.decode_suback(b"\x00\x01\x01", codec.MQTT311) == (1, [1])
-
-
-def test_connect_properties_only_when_asked() -> None:
-    # No session kept and no Receive Maximum: an empty property list (a device's CONNECT).
-    bare = codec.encode_connect("d", keepalive=10)
-    assert bare == b"\x10\x0e\x00\x04MQTT\x05\x02\x00\x0a\x00\x00\x01d"
-    with_max = codec.encode_connect("d", keepalive=10, receive_maximum=0)
-    assert with_max[12:16] == b"\x03\x21\x00\x01"  # at least 1
-
-
-def test_mqtt311_connect_with_credentials_and_will() -> None:
-    packet = codec.encode_connect(
-        "c",
-        clean_session=True,
-        keepalive=5,
-        session_expiry_s=60,  # no such thing in 3.1.1: ignored
-        receive_maximum=10,
-        will=codec.Will("s/c", b"off"),
-        username="u",
-        password="p",
-        version=codec.MQTT311,
-    )
-    assert packet == (
-        b"\x10\x1d\x00\x04MQTT\x04\xee\x00\x05\x00\x01c\x00\x03s/c\x00\x03off\x00\x01u\x00\x01p"
-    )
-
-
-def test_connack_reason_translates_mqtt311_return_codes() -> None:
-    assert codec.connack_reason(0, codec.MQTT311) == 0
-    assert codec.connack_reason(0x05, codec.MQTT311) == 0x87
-    assert codec.connack_reason(0x01, codec.MQTT311) in codec.UNSUPPORTED_VERSION_CODES
-    assert codec.connack_reason(0x86, codec.MQTT5) == 0x86
-    assert codec.reason_text(codec.connack_reason(0x04, codec.MQTT311)) == (
-        "bad user name or password"
-    )
 
 
 def test_encode_string_is_length_prefixed() -> None:

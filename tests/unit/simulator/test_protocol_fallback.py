@@ -13,7 +13,7 @@ import pytest
 from iotcollector.errors import MqttError
 from iotcollector.ingest.codec import MQTT5, MQTT311, PacketReader, decode_publish
 from iotcollector.simulator.alongside import SimulatedDevices, data_topic, options_for
-from iotcollector.simulator.connection import Endpoint, protocol_name, protocol_version
+from iotcollector.simulator.connection import Endpoint
 from iotcollector.simulator.runner import Simulation, SimulatorOptions
 
 if TYPE_CHECKING:
@@ -139,14 +139,6 @@ async def test_a_broker_speaking_neither_is_refused() -> None:
         with pytest.raises(MqttError, match="unsupported protocol version"):
             await Simulation(_options(), endpoint).run()
         assert broker.connects == [MQTT5, MQTT311]
-
-
-def test_protocol_names() -> None:
-    assert protocol_version("5") == MQTT5
-    assert protocol_version("3.1.1") == MQTT311
-    assert protocol_name(MQTT311) == "3.1.1"
-    with pytest.raises(ValueError, match=r"5 or 3\.1\.1"):
-        protocol_version("3.1")
 
 
 # -- up --simulate N ----------------------------------------------------------------------------
