@@ -14,6 +14,7 @@ from iotcollector.config import ApiAuth, Settings, load_settings
 from iotcollector.errors import ConfigError, StorageError
 from iotcollector.logs import configure_logging
 from iotcollector.redact import redact_url, settings_secrets
+from iotcollector.rejected import add_arguments as add_rejected_arguments
 from iotcollector.simulator.cli import add_arguments as add_simulate_arguments
 from iotcollector.simulator.cli import simulated_devices
 
@@ -47,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_simulate_arguments(
         commands.add_parser("simulate", help="simulate devices publishing readings over MQTT")
+    )
+    add_rejected_arguments(
+        commands.add_parser("rejected", help="list dead letters, or replay them with today's rules")
     )
     backup = commands.add_parser(
         "backup",
@@ -216,7 +220,7 @@ def _run_fast(main: Coroutine[Any, Any, int]) -> int:
         return runner.run(main)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return per command
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
@@ -228,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_migrate(settings))
     if args.command == "up":
         return _run_fast(_up(settings, args.simulate, mappings))
+    if args.command == "rejected":
+        from iotcollector import rejected  # noqa: PLC0415
+
+        log = _configure_logging(settings)
+        return asyncio.run(rejected.run(settings, mappings, args, log))
     if args.command in {"backup", "restore"}:
         return _backup_or_restore(settings, args)
     if args.command == "simulate":

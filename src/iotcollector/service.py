@@ -25,6 +25,7 @@ from iotcollector.ingest.tls import client_tls_context
 from iotcollector.metrics import BrokerStats, Metrics
 from iotcollector.pipeline.mapped import MappedTopics
 from iotcollector.pipeline.pipeline import BatchLimits, Pipeline
+from iotcollector.pipeline.replay import ParseSettings, Replayer
 from iotcollector.storage.factory import open_storage
 from iotcollector.storage.retention import RetentionTask, open_purger
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
     from iotcollector.config import Settings
     from iotcollector.domain.mapping import Mappings
-    from iotcollector.storage.base import Database
+    from iotcollector.storage.base import Database, DeadLetterFilter
 
 _PING_INTERVAL_S = 2.0
 
@@ -87,6 +88,7 @@ class Service:
         self._storage: Database = open_storage(settings.database_url.get_secret_value())
         self._database_ok = False
         self._stop = asyncio.Event()
+        self._mappings = mappings
         s = settings
         self._mapped = (
             MappedTopics(
@@ -202,6 +204,7 @@ class Service:
                 max_body_bytes=s.max_body_bytes,
                 max_future_skew_s=s.max_future_skew_s,
                 max_readings_per_message=s.max_readings_per_message,
+                replay=self._replay,
             ),
         )
         server = _QuietServer(
@@ -243,6 +246,7 @@ class Service:
 
     async def _ingest(self) -> None:
         await self._open_storage()
+        await self._remember_births()
         background = [
             asyncio.create_task(self._ping_loop(), name="db-ping"),
             asyncio.create_task(self._presence_loop(), name="presence"),
@@ -280,6 +284,35 @@ class Service:
                 self._log.info("applied migrations %s", ", ".join(applied))
             self._database_ok = True
             return
+
+    async def _remember_births(self) -> None:
+        """Sparkplug B: the aliases of the births kept before a restart (nothing to retry:
+        the database has just answered; a failure leaves alias-only data to dead-letter)."""
+        if self._mapped is None:
+            return
+        try:
+            births = await self._storage.load_births()
+        except StorageError as exc:
+            self._log.warning(
+                "Sparkplug B births not loaded (%s): aliases unknown until rebirth", exc
+            )
+            return
+        for birth in births:
+            self._mapped.sparkplug.remember(
+                birth.topic, birth.payload, received_at=birth.received_at
+            )
+        if births:
+            self._log.info("Sparkplug B: %d birth certificates remembered", len(births))
+
+    async def _replay(self, where: DeadLetterFilter, *, dry_run: bool) -> dict[str, object]:
+        """``POST /api/rejected/replay``: the same replay as the CLI, through the pipeline."""
+        replayer = Replayer(
+            self._storage,
+            self._pipeline.write,
+            mappings=self._mappings,
+            parsing=ParseSettings.of(self._settings),
+        )
+        return (await replayer.replay(where, dry_run=dry_run)).as_dict()
 
     async def _ping_loop(self) -> None:
         while True:

@@ -21,6 +21,7 @@ from iotcollector.api.errors import ApiError
 from iotcollector.api.responses import error_body, json_response
 from iotcollector.api.routes.data import data_router
 from iotcollector.api.routes.devices import devices_router
+from iotcollector.api.routes.rejected import rejected_router
 from iotcollector.api.schemas import UNAUTHORIZED, Health
 from iotcollector.api.security import SecurityHeadersMiddleware
 from iotcollector.dashboard import dashboard_router
@@ -146,7 +147,7 @@ def create_app(*, readiness: Readiness, metrics: Metrics, api: ApiContext | None
         async def api_health() -> Response:
             return json_response({"status": "ok"})
 
-        for router in (data_router(api), devices_router(api)):
+        for router in (data_router(api), devices_router(api), rejected_router(api)):
             app.include_router(router, dependencies=dependencies, responses=responses)
         # The page at / needs no key: it asks for one and sends it with each /api request.
         app.include_router(dashboard_router())

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from iotcollector.domain.reading import Reading
-    from iotcollector.storage.base import ReadingQueries, WriteResult
+    from iotcollector.storage.base import DeadLetterFilter, ReadingQueries, WriteResult
 
 
 class ReadingWriter(Protocol):
@@ -21,6 +21,12 @@ class ReadingWriter(Protocol):
     when it cannot take the write now (busy, shutting down)."""
 
     async def write(self, readings: list[Reading]) -> WriteResult: ...
+
+
+class DeadLetterReplay(Protocol):
+    """Replays the pending dead letters ``where`` selects; returns the report's counts."""
+
+    async def __call__(self, where: DeadLetterFilter, *, dry_run: bool) -> dict[str, object]: ...
 
 
 def utc_now() -> datetime:
@@ -43,3 +49,4 @@ class ApiContext:
     write_timeout_s: float = 10.0
     csv_page_rows: int = 5000
     clock: Callable[[], datetime] = utc_now
+    replay: DeadLetterReplay | None = None

@@ -69,3 +69,17 @@ class StatusChange:
     device_id: str
     status: str
     at: datetime
+
+
+@dataclass(slots=True)
+class SparkplugBirth(StatusChange):
+    """A Sparkplug B birth certificate: its node or device is online, and the host keeps it.
+
+    Stored with the batch (``sparkplug_births``, one row per edge node and device; an NBIRTH,
+    ``device == ""``, replaces its node's rows) so a restarted collector knows the aliases.
+    """
+
+    node_key: str
+    device: str
+    topic: str
+    payload: bytes

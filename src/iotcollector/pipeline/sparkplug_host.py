@@ -2,7 +2,8 @@
 
 NBIRTH starts an edge node's session afresh (its aliases and devices are forgotten, then
 defined by the NBIRTH and the DBIRTHs that follow); NDATA/DDATA metrics that carry only an
-alias are named from that memory. Births are handed back to be persisted with the batch, and
+alias are named from that memory. Births are handed back as status changes
+(:class:`~iotcollector.domain.reading.SparkplugBirth`) and stored with their batch;
 :meth:`SparkplugHost.remember` reloads them after a restart, so alias-only data is still
 decoded. NBIRTH/DBIRTH mark the node or device online, NDEATH (the node and all its devices)
 and DDEATH offline.
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from iotcollector.domain.reading import Reading, Rejection, StatusChange
+from iotcollector.domain.reading import Reading, Rejection, SparkplugBirth, StatusChange
 from iotcollector.domain.sparkplug import (
     MessageType,
     MetricDef,
@@ -27,25 +28,13 @@ if TYPE_CHECKING:
     from datetime import datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Birth:
-    """A birth certificate to keep: an NBIRTH replaces every birth of its edge node."""
-
-    node_key: str
-    device: str  # "" for the NBIRTH
-    topic: str
-    payload: bytes
-    received_at: datetime
-
-
 @dataclass(slots=True)
 class Outcome:
     """What one message on a mapped topic yields (Sparkplug B or a JSON/value rule)."""
 
     readings: list[Reading] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
-    statuses: list[StatusChange] = field(default_factory=list)
-    births: list[Birth] = field(default_factory=list)
+    statuses: list[StatusChange] = field(default_factory=list)  # births among them
     rebirth_topic: str | None = None  # NCMD topic of an edge node whose aliases are unknown
 
 
@@ -90,9 +79,16 @@ class SparkplugHost:
             node.aliases.update(decoded.defined)
             if parsed.device is not None:
                 node.devices.add(parsed.device)
-            out.statuses.append(StatusChange(parsed.device_id, "online", received_at))
-            out.births.append(
-                Birth(parsed.node_key, parsed.device or "", topic, payload, received_at)
+            out.statuses.append(
+                SparkplugBirth(
+                    parsed.device_id,
+                    "online",
+                    received_at,
+                    parsed.node_key,
+                    parsed.device or "",
+                    topic,
+                    payload,
+                )
             )
         elif decoded.unknown_aliases:
             out.rebirth_topic = f"spBv1.0/{parsed.group}/NCMD/{parsed.node}"

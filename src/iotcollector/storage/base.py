@@ -69,6 +69,9 @@ class Storage(BatchWriter, Protocol):
     async def device_counts(self) -> tuple[int, int]:
         """(online, offline) devices in the registry."""
 
+    async def mark_replayed(self, ids: Sequence[int], at: datetime) -> int:
+        """Set ``replayed_at`` of these dead letters (those still pending); return how many."""
+
 
 # -- reading back -----------------------------------------------------------------------------
 
@@ -130,6 +133,43 @@ class DeviceRecord:
         return self.status == "online" and self.last_seen >= online_since
 
 
+@dataclass(slots=True)
+class StoredDeadLetter:
+    """One row of ``iot_rejected``; ``replayed_at`` is ``None`` while it is pending."""
+
+    id: int
+    received_at: datetime
+    topic: str
+    payload: bytes
+    reason: str
+    replayed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterFilter:
+    """Which dead letters: every set field must match.
+
+    ``reason`` is a rejection code (the text before the first ``:`` of the reason); ``topic``
+    is a topic, or a prefix when it ends with ``#`` (``zigbee2mqtt/#``); ``start`` inclusive
+    and ``end`` exclusive bound ``received_at``; ``pending`` leaves out replayed ones.
+    """
+
+    reason: str | None = None
+    topic: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    pending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBirth:
+    """A Sparkplug B birth certificate kept in ``sparkplug_births``."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+
+
 class ReadingQueries(Protocol):
     """Read access for the HTTP API. Reads never wait for the writer.
 
@@ -168,6 +208,15 @@ class ReadingQueries(Protocol):
 
     async def get_device(self, device_id: str) -> DeviceRecord | None:
         """The device, or ``None`` if it never sent a reading."""
+
+    async def list_rejected(
+        self, where: DeadLetterFilter, *, after: int | None, limit: int, oldest_first: bool = False
+    ) -> list[StoredDeadLetter]:
+        """Up to ``limit`` dead letters by id, newest first (or oldest first), strictly after
+        the id ``after`` in that order."""
+
+    async def load_births(self) -> list[StoredBirth]:
+        """Every kept Sparkplug birth, each edge node's NBIRTH before its DBIRTHs."""
 
 
 class Database(Storage, ReadingQueries, Protocol):

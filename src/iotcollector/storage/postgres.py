@@ -19,9 +19,12 @@ if TYPE_CHECKING:
     from iotcollector.domain.reading import DeadLetter, Reading, StatusChange
     from iotcollector.storage.base import (
         Bucket,
+        DeadLetterFilter,
         DeviceRecord,
         Position,
         ReadingFilter,
+        StoredBirth,
+        StoredDeadLetter,
         StoredReading,
         WriteResult,
     )
@@ -77,6 +80,19 @@ class PostgresStorage:
 
     async def device_counts(self) -> tuple[int, int]:
         return await self._reader.device_counts()
+
+    async def mark_replayed(self, ids: Sequence[int], at: datetime) -> int:
+        return await self._writer.mark_replayed(ids, at)
+
+    async def list_rejected(
+        self, where: DeadLetterFilter, *, after: int | None, limit: int, oldest_first: bool = False
+    ) -> list[StoredDeadLetter]:
+        return await self._reader.list_rejected(
+            where, after=after, limit=limit, oldest_first=oldest_first
+        )
+
+    async def load_births(self) -> list[StoredBirth]:
+        return await self._reader.load_births()
 
     async def read_readings(
         self, where: ReadingFilter, *, before: Position | None, limit: int

@@ -13,10 +13,16 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from iotcollector.errors import StorageError, TransientStorageError
-from iotcollector.storage.base import Bucket, DeviceRecord, StoredReading
+from iotcollector.storage.base import (
+    Bucket,
+    DeviceRecord,
+    StoredBirth,
+    StoredDeadLetter,
+    StoredReading,
+)
 from iotcollector.storage.postgres_connection import close_quietly, connect
 from iotcollector.storage.postgres_errors import translate_error
-from iotcollector.storage.query import POSTGRES, devices_query, readings_query
+from iotcollector.storage.query import POSTGRES, devices_query, readings_query, rejected_query
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,7 +30,7 @@ if TYPE_CHECKING:
 
     from psycopg import AsyncConnection
 
-    from iotcollector.storage.base import Position, ReadingFilter
+    from iotcollector.storage.base import DeadLetterFilter, Position, ReadingFilter
 
 _AGGREGATE = """
 SELECT date_bin(%(bucket)s, "timestamp", TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket_start,
@@ -138,6 +144,23 @@ class PostgresReader:
                 return None
             types = await _sensor_types(conn, [device_id])
         return DeviceRecord(row[0], row[1], row[2], types.get(device_id, ()), row[3])
+
+    async def list_rejected(
+        self, where: DeadLetterFilter, *, after: int | None, limit: int, oldest_first: bool = False
+    ) -> list[StoredDeadLetter]:
+        sql, params = rejected_query(
+            where, after, limit, oldest_first=oldest_first, dialect=POSTGRES
+        )
+        async with self._reading("dead letters") as conn:
+            cur = await conn.execute(sql, params)
+            return [StoredDeadLetter(*row) for row in await cur.fetchall()]
+
+    async def load_births(self) -> list[StoredBirth]:
+        async with self._reading("sparkplug births") as conn:
+            cur = await conn.execute(
+                "SELECT topic, payload, received_at FROM sparkplug_births ORDER BY node_key, device"
+            )
+            return [StoredBirth(t, bytes(p), at) for t, p, at in await cur.fetchall()]
 
     async def device_counts(self) -> tuple[int, int]:
         async with self._reading("device counts") as conn:

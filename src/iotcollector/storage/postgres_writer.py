@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 
+from iotcollector.domain.reading import SparkplugBirth
 from iotcollector.errors import StorageError, TransientStorageError
 from iotcollector.storage.batch import Bisection, distinct_devices, settle
 from iotcollector.storage.migrations import migrate_postgres
@@ -86,6 +87,13 @@ SET status = excluded.status,
 _INSERT_REJECTED = """
 INSERT INTO iot_rejected (received_at, topic, payload, reason)
 SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::bytea[], %s::text[])
+"""
+_FORGET_NODE_BIRTHS = "DELETE FROM sparkplug_births WHERE node_key = %s"
+_KEEP_BIRTH = """
+INSERT INTO sparkplug_births (node_key, device, topic, payload, received_at)
+VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (node_key, device) DO UPDATE
+SET topic = excluded.topic, payload = excluded.payload, received_at = excluded.received_at
 """
 
 
@@ -238,6 +246,9 @@ class PostgresWriter:
                         _APPLY_STATUS,
                         [{"device_id": s.device_id, "status": s.status} for s in statuses],
                     )
+                for birth in statuses:
+                    if isinstance(birth, SparkplugBirth):
+                        await _keep_birth(conn, birth)
             if done.rejected:
                 await conn.execute(
                     _INSERT_REJECTED, [list(c) for c in zip(*done.rejected, strict=True)]
@@ -256,6 +267,24 @@ class PostgresWriter:
                 bisection.refused(chunk, error_message(exc))
             else:
                 bisection.landed(stored)
+
+    async def mark_replayed(self, ids: Sequence[int], at: datetime) -> int:
+        async with self._writer_lock:
+            try:
+                async with asyncio.timeout(self._operation_timeout_s):
+                    conn = await self._writer_connection()
+                    async with conn.transaction():
+                        cur = await conn.execute(
+                            "UPDATE iot_rejected SET replayed_at = %s "
+                            "WHERE id = ANY(%s) AND replayed_at IS NULL",
+                            (at, list(ids)),
+                        )
+                        return cur.rowcount
+            except Exception as exc:
+                error = translate_error(exc, "mark dead letters replayed")
+                if isinstance(error, TransientStorageError) or isinstance(exc, TimeoutError):
+                    await self._drop_writer()
+                raise error from exc
 
     async def mark_offline(self, silent_since: datetime) -> int:
         async with self._writer_lock:
@@ -297,3 +326,12 @@ class PostgresWriter:
     async def _drop_pinger(self) -> None:
         conn, self._pinger = self._pinger, None
         await close_quietly(conn)
+
+
+async def _keep_birth(conn: AsyncConnection[Any], birth: SparkplugBirth) -> None:
+    """An NBIRTH starts its edge node afresh: its devices' births go with the old one."""
+    if not birth.device:
+        await conn.execute(_FORGET_NODE_BIRTHS, (birth.node_key,))
+    await conn.execute(
+        _KEEP_BIRTH, (birth.node_key, birth.device, birth.topic, birth.payload, birth.at)
+    )

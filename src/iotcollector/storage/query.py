@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
-    from iotcollector.storage.base import Position, ReadingFilter
+    from iotcollector.storage.base import DeadLetterFilter, Position, ReadingFilter
 
 
 def _as_is(moment: datetime) -> object:
@@ -127,5 +127,46 @@ def devices_query(
     sql = (
         "SELECT device_id, first_seen, last_seen, status FROM devices "
         f"WHERE {' AND '.join(conditions)} ORDER BY device_id LIMIT {p}"
+    )
+    return sql, [*params, limit]
+
+
+REJECTED_COLUMNS = "id, received_at, topic, payload, reason, replayed_at"
+
+
+def rejected_query(
+    where: DeadLetterFilter, after: int | None, limit: int, *, oldest_first: bool, dialect: Dialect
+) -> tuple[str, list[object]]:
+    """Dead letters by id (the primary key: newest first, or oldest first for replays)."""
+    p = dialect.placeholder
+    conditions: list[str] = []
+    params: list[object] = []
+    if where.reason is not None:
+        # The code is the reason's text before ':' (e.g. "invalid_json: payload is not...").
+        conditions.append(f"substr(reason, 1, {p}) = {p}")
+        params += [len(where.reason) + 1, where.reason + ":"]
+    if where.topic is not None:
+        if where.topic.endswith("#"):
+            prefix = where.topic[:-1]
+            conditions.append(f"substr(topic, 1, {p}) = {p}")
+            params += [len(prefix), prefix]
+        else:
+            conditions.append(f"topic = {p}")
+            params.append(where.topic)
+    if where.start is not None:
+        conditions.append(f"received_at >= {p}")
+        params.append(dialect.encode_time(where.start))
+    if where.end is not None:
+        conditions.append(f"received_at < {p}")
+        params.append(dialect.encode_time(where.end))
+    if where.pending:
+        conditions.append("replayed_at IS NULL")
+    if after is not None:
+        conditions.append(f"id > {p}" if oldest_first else f"id < {p}")
+        params.append(after)
+    condition = " AND ".join(conditions) or "TRUE"
+    order = "id" if oldest_first else "id DESC"
+    sql = (
+        f"SELECT {REJECTED_COLUMNS} FROM iot_rejected WHERE {condition} ORDER BY {order} LIMIT {p}"
     )
     return sql, [*params, limit]

@@ -21,18 +21,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from iotcollector.domain.epoch import from_epoch_us, to_epoch_us
+from iotcollector.domain.reading import SparkplugBirth
 from iotcollector.errors import PermanentStorageError, StorageError, TransientStorageError
-from iotcollector.storage.base import Bucket, DeviceRecord, StoredReading
+from iotcollector.storage.base import (
+    Bucket,
+    DeviceRecord,
+    StoredBirth,
+    StoredDeadLetter,
+    StoredReading,
+)
 from iotcollector.storage.batch import Bisection, distinct_devices, settle
 from iotcollector.storage.migrations import migrate_sqlite
-from iotcollector.storage.query import SQLITE, devices_query, readings_query
+from iotcollector.storage.query import SQLITE, devices_query, readings_query, rejected_query
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from datetime import timedelta
 
     from iotcollector.domain.reading import DeadLetter, Reading, StatusChange
-    from iotcollector.storage.base import Position, ReadingFilter, WriteResult
+    from iotcollector.storage.base import DeadLetterFilter, Position, ReadingFilter, WriteResult
 
 __all__ = ["SqliteStorage", "is_transient_sqlite_error", "translate_sqlite_error"]
 
@@ -79,6 +86,13 @@ SET status = excluded.status,
 """
 _INSERT_REJECTED = """
 INSERT INTO iot_rejected (received_at, topic, payload, reason) VALUES (?, ?, ?, ?)
+"""
+_FORGET_NODE_BIRTHS = "DELETE FROM sparkplug_births WHERE node_key = ?"
+_KEEP_BIRTH = """
+INSERT INTO sparkplug_births (node_key, device, topic, payload, received_at)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (node_key, device) DO UPDATE
+SET topic = excluded.topic, payload = excluded.payload, received_at = excluded.received_at
 """
 
 
@@ -291,6 +305,33 @@ class SqliteStorage:
 
         return await self._read("device", run)
 
+    async def list_rejected(
+        self, where: DeadLetterFilter, *, after: int | None, limit: int, oldest_first: bool = False
+    ) -> list[StoredDeadLetter]:
+        sql, params = rejected_query(where, after, limit, oldest_first=oldest_first, dialect=SQLITE)
+
+        def run(conn: sqlite3.Connection) -> list[StoredDeadLetter]:
+            return [
+                StoredDeadLetter(
+                    i, from_epoch_us(at), t, bytes(p), r, None if rp is None else from_epoch_us(rp)
+                )
+                for i, at, t, p, r, rp in conn.execute(sql, params)
+            ]
+
+        return await self._read("dead letters", run)
+
+    async def load_births(self) -> list[StoredBirth]:
+        def run(conn: sqlite3.Connection) -> list[StoredBirth]:
+            return [
+                StoredBirth(t, bytes(p), from_epoch_us(at))
+                for t, p, at in conn.execute(
+                    "SELECT topic, payload, received_at FROM sparkplug_births "
+                    "ORDER BY node_key, device"
+                )
+            ]
+
+        return await self._read("sparkplug births", run)
+
     async def _read(self, doing: str, func: Callable[[sqlite3.Connection], _T]) -> _T:
         if not self._migrated:
             raise TransientStorageError("sqlite: the database is not opened and migrated yet")
@@ -365,6 +406,18 @@ class SqliteStorage:
 
         return await self._run("mark devices offline", run)
 
+    async def mark_replayed(self, ids: Sequence[int], at: datetime) -> int:
+        def run() -> int:
+            conn = self._connection()
+            with conn:
+                cur = conn.executemany(
+                    "UPDATE iot_rejected SET replayed_at = ? WHERE id = ? AND replayed_at IS NULL",
+                    [(to_epoch_us(at), i) for i in ids],
+                )
+            return cur.rowcount
+
+        return await self._run("mark dead letters replayed", run)
+
     async def device_counts(self) -> tuple[int, int]:
         def run(conn: sqlite3.Connection) -> tuple[int, int]:
             online, offline = conn.execute(
@@ -402,6 +455,9 @@ class SqliteStorage:
             conn.executemany(
                 _APPLY_STATUS, [(s.device_id, now_us, now_us, s.status) for s in statuses]
             )
+            for birth in statuses:
+                if isinstance(birth, SparkplugBirth):
+                    _keep_birth(conn, birth)
             if done.rejected:
                 conn.executemany(
                     _INSERT_REJECTED,
@@ -413,6 +469,16 @@ class SqliteStorage:
                 conn.execute("ROLLBACK")
             raise
         return done.result
+
+
+def _keep_birth(conn: sqlite3.Connection, birth: SparkplugBirth) -> None:
+    """An NBIRTH starts its edge node afresh: its devices' births go with the old one."""
+    if not birth.device:
+        conn.execute(_FORGET_NODE_BIRTHS, (birth.node_key,))
+    conn.execute(
+        _KEEP_BIRTH,
+        (birth.node_key, birth.device, birth.topic, birth.payload, to_epoch_us(birth.at)),
+    )
 
 
 def _insert_isolating(conn: sqlite3.Connection, bisection: Bisection, now_us: int) -> None:

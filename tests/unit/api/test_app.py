@@ -20,6 +20,8 @@ from iotcollector.metrics import Metrics
 from iotcollector.storage.base import (
     Bucket,
     DeviceRecord,
+    StoredBirth,
+    StoredDeadLetter,
     StoredReading,
     WriteResult,
 )
@@ -73,6 +75,13 @@ class FakeQueries:
     async def get_device(self, device_id: str) -> DeviceRecord | None:
         self._maybe_fail()
         return self.device if self.device and self.device.device_id == device_id else None
+
+    async def list_rejected(self, *_: Any, **__: Any) -> list[StoredDeadLetter]:
+        self._maybe_fail()
+        return []
+
+    async def load_births(self) -> list[StoredBirth]:
+        return []
 
 
 @dataclass
@@ -293,6 +302,8 @@ async def test_openapi_documents_every_api_route_with_errors_and_security() -> N
         ("/api/data/aggregate", "get"),
         ("/api/devices", "get"),
         ("/api/devices/{device_id}", "get"),
+        ("/api/rejected", "get"),
+        ("/api/rejected/replay", "post"),
     }
     for path, method, operation in api_operations:
         assert operation["security"] == [{"bearerAuth": []}], path

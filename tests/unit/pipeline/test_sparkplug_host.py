@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from iotcollector.domain.reading import Reading, StatusChange
+from iotcollector.domain.reading import Reading, SparkplugBirth, StatusChange
 from iotcollector.domain.sparkplug import sensor_type
 from iotcollector.pipeline.sparkplug_host import SparkplugHost
 from support.sparkplug import (
@@ -56,12 +56,18 @@ def test_births_and_alias_only_data() -> None:
     host = SparkplugHost()
     node = host.receive("spBv1.0/plant/NBIRTH/line1", NBIRTH, received_at=RECEIVED)
     assert node.readings == [Reading("line1", "uptime", 12.0, "", AT)]
-    assert node.statuses == [StatusChange("line1", "online", RECEIVED)]
+    assert [(s.device_id, s.status) for s in node.statuses] == [("line1", "online")]
     assert node.rejections == []
-    assert [b.device for b in node.births] == [""]
+    [birth] = node.statuses
+    assert isinstance(birth, SparkplugBirth)
+    assert (birth.node_key, birth.device, birth.topic) == (
+        "plant/line1",
+        "",
+        "spBv1.0/plant/NBIRTH/line1",
+    )
     dev = host.receive("spBv1.0/plant/DBIRTH/line1/motor-1", DBIRTH, received_at=RECEIVED)
     assert dev.rejections == []
-    assert dev.statuses == [StatusChange("line1:motor-1", "online", RECEIVED)]
+    assert [(s.device_id, s.status) for s in dev.statuses] == [("line1:motor-1", "online")]
     assert dev.readings == [
         Reading("line1:motor-1", "Inputs.Temperature", 21.5, "C", AT),
         Reading("line1:motor-1", "Inputs.Pressure", 1.5, "bar", AT),
@@ -90,12 +96,13 @@ def test_unknown_alias_is_rejected_and_asks_for_a_rebirth() -> None:
 def test_remembered_births_decode_after_a_restart() -> None:
     first = SparkplugHost()
     births = [
-        *first.receive("spBv1.0/plant/NBIRTH/line1", NBIRTH, received_at=RECEIVED).births,
-        *first.receive("spBv1.0/plant/DBIRTH/line1/motor-1", DBIRTH, received_at=RECEIVED).births,
+        *first.receive("spBv1.0/plant/NBIRTH/line1", NBIRTH, received_at=RECEIVED).statuses,
+        *first.receive("spBv1.0/plant/DBIRTH/line1/motor-1", DBIRTH, received_at=RECEIVED).statuses,
     ]
     restarted = SparkplugHost()
     for birth in births:
-        assert restarted.remember(birth.topic, birth.payload, received_at=birth.received_at)
+        assert isinstance(birth, SparkplugBirth)
+        assert restarted.remember(birth.topic, birth.payload, received_at=birth.at)
     out = restarted.receive("spBv1.0/plant/DDATA/line1/motor-1", DDATA, received_at=RECEIVED)
     assert out.rejections == []
     assert [r.sensor_type for r in out.readings] == ["Inputs.Temperature", "Running"]
