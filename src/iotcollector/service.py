@@ -95,6 +95,7 @@ class Service:
                 mappings,
                 max_payload_bytes=s.max_payload_bytes,
                 max_future_skew_s=s.max_future_skew_s,
+                max_readings=s.max_readings_per_message,
             )
             if mappings is not None
             else None

@@ -401,7 +401,7 @@ def apply_rule(  # noqa: PLR0913 - the message and the limits of parsing it
     received_at: datetime,
     max_future_skew_s: float = 300.0,
     max_payload_bytes: int = 256 * 1024,
-    max_readings: int = 1000,
+    max_readings: int = 10_000,
 ) -> ParseResult:
     """The readings a JSON or bare-value payload yields under its matched rule.
 
@@ -515,7 +515,7 @@ class _Message:
             return []
         if len(fields) > max_readings:
             self.fail(
-                RejectionCode.TOO_LARGE,
+                RejectionCode.TOO_MANY_READINGS,
                 f"readings: auto found {len(fields)} numeric fields, more than {max_readings}",
             )
             return []

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
-from iotcollector.domain.parse import parse_reading
+from iotcollector.domain.parse import RejectionCode, parse_reading
 from iotcollector.domain.reading import Reading, Rejection
 
 if TYPE_CHECKING:
@@ -260,8 +260,9 @@ class Decoded:
     unknown_aliases: int = 0
 
 
-def decode_payload(payload: bytes) -> Message | Rejection:
-    """The protobuf ``Payload``, or an ``invalid_protobuf`` rejection."""
+def decode_payload(payload: bytes) -> Any:
+    """The protobuf ``Payload`` (a class built at run time: typed ``Any``), or an
+    ``invalid_protobuf`` :class:`Rejection`."""
     message = Payload()
     try:
         message.ParseFromString(payload)
@@ -271,6 +272,14 @@ def decode_payload(payload: bytes) -> Message | Rejection:
             f"payload is not a Sparkplug B protobuf Payload ({str(exc)[:80]})",
         )
     return message
+
+
+def too_many_metrics(count: int, limit: int) -> Rejection:
+    """A payload with more metrics than IOT_MAX_READINGS_PER_MESSAGE: refused before reading."""
+    return Rejection(
+        RejectionCode.TOO_MANY_READINGS,
+        f"the payload holds {count} metrics, more than the limit of {limit} a message",
+    )
 
 
 def read_metrics(

@@ -28,10 +28,12 @@ class MappedTopics:
         *,
         max_payload_bytes: int = 256 * 1024,
         max_future_skew_s: float = 300.0,
-        max_readings: int = 1000,
+        max_readings: int = 10_000,
     ) -> None:
         self.mappings = mappings
-        self.sparkplug = SparkplugHost(max_future_skew_s=max_future_skew_s)
+        self.sparkplug = SparkplugHost(
+            max_future_skew_s=max_future_skew_s, max_metrics=max_readings
+        )
         self._max_payload = max_payload_bytes
         self._skew = max_future_skew_s
         self._max_readings = max_readings

@@ -22,6 +22,7 @@ from iotcollector.domain.sparkplug import (
     decode_payload,
     parse_topic,
     read_metrics,
+    too_many_metrics,
 )
 
 if TYPE_CHECKING:
@@ -47,8 +48,9 @@ class _EdgeNode:
 class SparkplugHost:
     """Alias memory per edge node; owned by the pipeline (one per collector process)."""
 
-    def __init__(self, *, max_future_skew_s: float = 300.0) -> None:
+    def __init__(self, *, max_future_skew_s: float = 300.0, max_metrics: int = 10_000) -> None:
         self._skew = max_future_skew_s
+        self._max_metrics = max_metrics
         self._nodes: dict[str, _EdgeNode] = {}
 
     def receive(self, topic: str, payload: bytes, *, received_at: datetime) -> Outcome:
@@ -67,6 +69,9 @@ class SparkplugHost:
         message = decode_payload(payload)
         if isinstance(message, Rejection):
             out.rejections.append(message)
+            return out
+        if len(message.metrics) > self._max_metrics:
+            out.rejections.append(too_many_metrics(len(message.metrics), self._max_metrics))
             return out
         node = self._node(parsed, fresh=kind is MessageType.NBIRTH)
         decoded = read_metrics(

@@ -148,7 +148,7 @@ def test_auto_bounds_readings_per_message(mappings: Mappings) -> None:
     payload = {f"s{i}": i for i in range(50)}
     result = apply(mappings, "zigbee2mqtt/k", payload, max_readings=10)
     assert result.readings == []
-    assert result.rejections[0].code == "too_large"
+    assert result.rejections[0].code == "too_many_readings"
 
 
 def test_device_and_sensor_from_paths_scale_offset_epoch(mappings: Mappings) -> None:

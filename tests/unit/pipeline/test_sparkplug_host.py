@@ -196,3 +196,10 @@ def test_long_names_stay_distinct() -> None:
     a = sensor_type("Outputs/Motor Speed Setpoint A")
     b = sensor_type("Outputs/Motor Speed Setpoint B")
     assert a != b
+
+
+def test_more_metrics_than_the_limit_are_refused_before_reading() -> None:
+    payload = encode([metric(f"m{i}", float(i), datatype=DOUBLE) for i in range(11)])
+    out = SparkplugHost(max_metrics=10).receive("spBv1.0/g/NDATA/n1", payload, received_at=RECEIVED)
+    assert out.readings == []
+    assert [r.code for r in out.rejections] == ["too_many_readings"]
