@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import random
 import signal
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ from iotcollector.api.app import create_app
 from iotcollector.api.auth import ApiKeys
 from iotcollector.api.context import ApiContext
 from iotcollector.api.server import HttpLimits, bounded_protocol
+from iotcollector.backoff import Backoff
 from iotcollector.config import ApiAuth
 from iotcollector.errors import StorageError
 from iotcollector.ingest import codec
@@ -270,16 +270,15 @@ class Service:
                 task.cancel()
 
     async def _open_storage(self) -> None:
-        attempt = 0
+        backoff = Backoff(0.5, 30.0)
         while True:
             try:
                 await self._storage.open()
                 applied = await self._storage.migrate()
             except StorageError as exc:
-                delay = min(30.0, 0.5 * 2 ** min(attempt, 10))
-                attempt += 1
+                delay = backoff.next_delay()
                 self._log.warning("database not available (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(random.uniform(delay / 2, delay))  # noqa: S311 - jitter
+                await asyncio.sleep(delay)
                 continue
             if applied:
                 self._log.info("applied migrations %s", ", ".join(applied))

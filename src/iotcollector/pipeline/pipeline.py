@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
+from iotcollector.backoff import Backoff
 from iotcollector.domain.parse import dead_letter_reason, parse_message, too_large
 from iotcollector.domain.presence import parse_status
 from iotcollector.domain.reading import DeadLetter, Reading, Rejection, StatusChange
@@ -313,8 +313,9 @@ class Pipeline(Generic[T]):
         dead: list[DeadLetter],
         statuses: list[StatusChange] | None = None,
     ) -> WriteResult:
-        attempt = 0
+        backoff = Backoff(self._limits.retry_min_s, self._limits.retry_max_s)
         while True:
+            attempt = backoff.failures
             started = time.perf_counter()
             try:
                 result = await self._storage.write_batch(readings, dead, statuses or ())
@@ -331,11 +332,7 @@ class Pipeline(Generic[T]):
                     )
                 if self._abandon:
                     raise _AbandonedError from exc
-                delay = min(
-                    self._limits.retry_max_s, self._limits.retry_min_s * 2 ** min(attempt, 16)
-                )
-                attempt += 1
-                await asyncio.sleep(random.uniform(delay / 2, delay))  # noqa: S311 - jitter
+                await asyncio.sleep(backoff.next_delay())
                 if self._abandon:
                     raise _AbandonedError from exc
                 continue

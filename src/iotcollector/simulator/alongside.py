@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+from iotcollector.backoff import Backoff
 from iotcollector.errors import MqttError
 from iotcollector.simulator.cli import endpoint_from_settings
 from iotcollector.simulator.payloads import Format
@@ -65,7 +66,7 @@ class SimulatedDevices:
 
     async def run(self, ready: Callable[[], bool]) -> None:
         """Publish until :meth:`stop`; reconnects are the connections' own business."""
-        delay = 1.0
+        backoff = Backoff(1.0, _RETRY_MAX_S)
         while not self._stopping.is_set():
             if not ready():
                 await self._pause(_READY_POLL_S)
@@ -82,11 +83,11 @@ class SimulatedDevices:
                 # No await between the check above and run(): stop() always reaches it.
                 summary = await simulation.run()
             except MqttError as exc:
+                delay = backoff.next_delay()
                 self.log.warning(
-                    "the simulated devices cannot connect (%s); retrying in %.0f s", exc, delay
+                    "the simulated devices cannot connect (%s); retrying in %.1f s", exc, delay
                 )
                 await self._pause(delay)
-                delay = min(_RETRY_MAX_S, delay * 2)
                 continue
             finally:
                 self._simulation = None
@@ -98,8 +99,9 @@ class SimulatedDevices:
                     summary.acknowledged,
                 )
                 return
+            delay = backoff.next_delay()
             self.log.warning(
-                "the simulated devices stopped (%s: %s); restarting in %.0f s",
+                "the simulated devices stopped (%s: %s); restarting in %.1f s",
                 summary.stopped_by,
                 summary.last_error or "no detail",
                 delay,
