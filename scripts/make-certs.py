@@ -11,9 +11,10 @@ Usage (from the repository root, with the project's virtual environment):
 Files written in ``--dir``: ``ca.pem`` and ``ca.key`` (the CA; keep ``ca.key`` offline), and for
 each certificate ``<name>.pem`` + ``<name>.key``. Keys are ECDSA P-256, written with mode 0600;
 certificates are SHA-256 signed. The common name (CN) is the identity: with
-``use_identity_as_username`` Mosquitto takes it as the user name, and the ACL of
-``deploy/mosquitto/`` gives ``iot-collector-*`` users the right to read ``iot/#`` and devices
-the right to publish to ``iot/data`` and ``iot/status/<CN>`` only. A device's CN must be a valid
+``use_identity_as_username`` Mosquitto takes it as the user name, and the dynamic-security file
+of ``deploy/mosquitto/`` (``scripts/mosquitto-dynsec.py`` registers each identity in it) gives
+``iot-collector-*`` users the right to read ``iot/#`` and devices the right to publish to
+``iot/data``, ``iot/data/<CN>`` and ``iot/status/<CN>`` only. A device's CN must be a valid
 device id (``[A-Za-z0-9._:-]``, 1-50 characters).
 
 A production fleet should use a CA whose key lives in an HSM or a managed PKI (AWS IoT Core

@@ -1,5 +1,6 @@
 """The production Mosquitto configuration (deploy/mosquitto/), run for real with certificates
-freshly issued by scripts/make-certs.py: mutual TLS, identities from certificates, the ACL.
+freshly issued by scripts/make-certs.py: mutual TLS, identities from certificates, the
+dynamic-security plugin's rights (devices registered with scripts/mosquitto-dynsec.py).
 
 Only paths, the port and the log destination of the shipped files are rewritten (and ``user
 root`` added when the tests run as root). Basic TLS behaviour of the collector (untrusted broker,
@@ -36,6 +37,8 @@ pytestmark = [
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "deploy" / "mosquitto"
+DYNSEC_TOOL = REPO / "scripts" / "mosquitto-dynsec.py"
+REGISTERED_DEVICES = ("sensor-1", "sensor-2")
 NOT_AUTHORIZED = 0x87
 
 
@@ -71,7 +74,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     make("server", "localhost", "--san", "127.0.0.1")
     for name in ("iot-collector-0", "iot-collector-1"):
         make("collector", name)
-    for name in ("sensor-1", "sensor-2"):
+    # sensor-3 has a valid certificate but is not registered in the broker's file.
+    for name in (*REGISTERED_DEVICES, "sensor-3"):
         make("device", name)
     # Signed by our CA, but expired yesterday.
     now = dt.datetime.now(dt.UTC)
@@ -97,7 +101,7 @@ def production_config(server: MosquittoServer, pki: Pki) -> str:
         "/mosquitto/certs/ca.pem": str(pki.ca),
         "/mosquitto/certs/server.pem": str(pki.dir / "localhost.pem"),
         "/mosquitto/certs/server.key": str(pki.dir / "localhost.key"),
-        "/mosquitto/config/acl": str(server.dir / "acl"),
+        "/mosquitto/config/dynamic-security.json": str(server.dir / "dynamic-security.json"),
         "/mosquitto/data/": f"{server.dir}/data/",
         "listener 8883 0.0.0.0": f"listener {server.port} 127.0.0.1",
         "log_dest stdout": f"log_dest file {server.dir}/mosquitto.log",
@@ -110,10 +114,20 @@ def production_config(server: MosquittoServer, pki: Pki) -> str:
     return text
 
 
-def _production_broker(pki: Pki, acl: str) -> MosquittoServer:
+def _production_broker(pki: Pki, *tool_commands: list[str]) -> MosquittoServer:
+    """The shipped files, with the devices registered as an operator would (and any further
+    ``scripts/mosquitto-dynsec.py`` commands)."""
     server = MosquittoServer()
     (server.dir / "data").mkdir()
-    (server.dir / "acl").write_text(acl, encoding="utf-8")
+    dynsec = server.dir / "dynamic-security.json"
+    dynsec.write_text((CONFIG_DIR / "dynamic-security.json").read_text(encoding="utf-8"))
+    for command in (["add-device", *REGISTERED_DEVICES], *tool_commands):
+        subprocess.run(
+            [sys.executable, str(DYNSEC_TOOL), "--file", str(dynsec), *command],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
     server.conf.write_text(production_config(server, pki), encoding="utf-8")
     server.start()
     return server
@@ -121,17 +135,15 @@ def _production_broker(pki: Pki, acl: str) -> MosquittoServer:
 
 @pytest.fixture(scope="module")
 def broker(pki: Pki) -> Iterator[MosquittoServer]:
-    server = _production_broker(pki, (CONFIG_DIR / "acl").read_text(encoding="utf-8"))
+    server = _production_broker(pki)
     yield server
     server.cleanup()
 
 
 @pytest.fixture(scope="module")
 def device_topics_broker(pki: Pki) -> Iterator[MosquittoServer]:
-    """The shipped ACL hardened as its comment says: no shared readings topic."""
-    acl = (CONFIG_DIR / "acl").read_text(encoding="utf-8")
-    assert "\npattern write iot/data\n" in acl
-    server = _production_broker(pki, acl.replace("\npattern write iot/data\n", "\n"))
+    """Hardened as docs/security.md says: no shared readings topic for devices."""
+    server = _production_broker(pki, ["per-device-topics-only"])
     yield server
     server.cleanup()
 
@@ -257,7 +269,7 @@ def _collector(
             "IOT_MQTT_CA_FILE": str(pki.ca),
             "IOT_MQTT_CERT_FILE": str(cert),
             "IOT_MQTT_KEY_FILE": str(key),
-            # Production replicas share the stream: the ACL must allow $share/... too.
+            # Production replicas share the stream: the broker must allow $share/... too.
             "IOT_MQTT_SHARED_GROUP": "collectors",
             **env,
         },
@@ -312,10 +324,9 @@ def test_acl_devices_publish_only_their_own_topics_and_read_nothing(
         assert watcher.subscribe("$share/audit/iot/#") == [1]
         spy = clients("sensor-2")
         # A device may read nothing: neither the whole tree nor the collectors' shared stream.
-        # Mosquitto 2.0's acl_file does not check SUBSCRIBE (every SUBACK grants it); it
-        # checks `read` on each message it would deliver, so a device receives nothing.
+        # The dynamic-security plugin refuses the SUBSCRIBE itself (SUBACK 0x87).
         for topic in ("iot/#", "iot/data", "iot/status/sensor-2", "$share/other/iot/#", "#"):
-            spy.subscribe(topic)
+            assert spy.subscribe(topic) == [NOT_AUTHORIZED], topic
 
         device = clients("sensor-1")
         # Another device's status, and any other topic: refused and dropped by the broker.
@@ -362,23 +373,41 @@ def _publish_readings(device: Client, count: int) -> None:
         assert device.publish("iot/data", _reading("sensor-1", i, 1767225600 + i)) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Mosquitto 2.0 acl_file cannot deny SUBSCRIBE: a device that knows the collectors' "
-    "shared-subscription group joins it and the broker drops the messages it picks for it "
-    "(docs/security.md). Passing here means the broker now enforces it: update the docs.",
-)
 def test_a_device_cannot_join_the_collectors_shared_subscription(
     broker: MosquittoServer, pki: Pki, tmp_path: Path, clients: Any
 ) -> None:
+    """The dynamic-security plugin refuses the SUBSCRIBE: nothing is diverted to the device."""
     collector = _collector(broker, pki, tmp_path, "iot-collector-0").start()
     try:
         collector.wait_ready()
         spy = clients("sensor-2")
-        spy.subscribe("$share/collectors/iot/data")
+        for topic in ("$share/collectors/iot/data", "$share/collectors/iot/#", "iot/data", "#"):
+            assert spy.subscribe(topic) == [NOT_AUTHORIZED], topic
         _publish_readings(clients("sensor-1"), 20)
         db = collector.env["IOT_DATABASE_URL"]
-        assert wait_for_count(db, "iot_data", 20, timeout=5) == 20
+        assert wait_for_count(db, "iot_data", 20, timeout=20) == 20
+        assert spy.received == []
+        assert collector.stop() == 0
+    finally:
+        collector.ensure_stopped()
+
+
+def test_an_unregistered_identity_may_do_nothing(
+    broker: MosquittoServer, pki: Pki, tmp_path: Path, clients: Any
+) -> None:
+    """A valid certificate whose CN is not in the broker's file: no fallback grants it anything."""
+    collector = _collector(broker, pki, tmp_path, "iot-collector-0").start()
+    try:
+        collector.wait_ready()
+        stranger = clients("sensor-3")
+        assert stranger.subscribe("$share/collectors/iot/data") == [NOT_AUTHORIZED]
+        assert stranger.publish("iot/data", _reading("sensor-3", 1.0)) == NOT_AUTHORIZED
+        assert stranger.publish("iot/status/sensor-3", b"online") == NOT_AUTHORIZED
+        _publish_readings(clients("sensor-1"), 5)
+        db = collector.env["IOT_DATABASE_URL"]
+        assert wait_for_count(db, "iot_data", 5, timeout=20) == 5
+        assert query(db, "SELECT DISTINCT device_id FROM iot_data") == [("sensor-1",)]
+        assert collector.stop() == 0
     finally:
         collector.ensure_stopped()
 
