@@ -96,6 +96,7 @@ class Service:
                 max_payload_bytes=s.max_payload_bytes,
                 max_future_skew_s=s.max_future_skew_s,
                 max_readings=s.max_readings_per_message,
+                request_rebirth=self._request_rebirth if s.sparkplug_rebirth else None,
             )
             if mappings is not None
             else None
@@ -284,6 +285,11 @@ class Service:
                 self._log.info("applied migrations %s", ", ".join(applied))
             self._database_ok = True
             return
+
+    def _request_rebirth(self, topic: str, payload: bytes) -> None:
+        """IOT_SPARKPLUG_REBIRTH: an edge node sent data with aliases no birth defined."""
+        if self._subscriber.publish(topic, payload):
+            self._log.info("Sparkplug B: unknown aliases, rebirth requested on %s", topic)
 
     async def _remember_births(self) -> None:
         """Sparkplug B: the aliases of the births kept before a restart (nothing to retry:

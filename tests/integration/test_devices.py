@@ -255,3 +255,50 @@ def test_unmatched_then_rule_then_replay_exactly_once(
         assert (body["examined"], body["stored"]) == (0, 0)
     finally:
         c.ensure_stopped()
+
+
+def test_rebirth_request_then_replay_of_unknown_aliases(
+    broker: MosquittoServer, database_url: str, tmp_path: Path
+) -> None:
+    import paho.mqtt.client as mqtt  # noqa: PLC0415
+    from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
+
+    from iotcollector.domain.sparkplug import Payload  # noqa: PLC0415
+
+    requests: list[bytes] = []
+    node = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="edge-node-line1")
+    node.on_message = lambda _c, _u, msg: requests.append(msg.payload)
+    host, port = broker.url.removeprefix("mqtt://").split(":")
+    node.connect(host, int(port))
+    node.subscribe("spBv1.0/plant/NCMD/line1", qos=0)
+    node.loop_start()
+    c = _collector(broker, database_url, tmp_path, RULES, IOT_SPARKPLUG_REBIRTH="true").start()
+    t0 = int((datetime.now(UTC) - timedelta(minutes=5)).timestamp()) * 1000
+    try:
+        c.wait_ready()
+        ddata = encode([metric(value=7.5, alias=10, datatype=DOUBLE, timestamp=t0)])
+        publish(broker.url, [ddata], publishers=1, topic="spBv1.0/plant/DDATA/line1/motor-1")
+        _wait("rebirth requested", lambda: bool(requests))
+        request: Any = Payload()
+        request.ParseFromString(requests[0])
+        assert [(m.name, m.boolean_value) for m in request.metrics] == [
+            ("Node Control/Rebirth", True)
+        ]
+        assert wait_for_count(database_url, "iot_rejected", 1) == 1
+        [dead] = c.get("/api/rejected?reason=unknown_alias").json()["data"]
+        assert "aliases 10 of edge node 'plant/line1'" in dead["reason"]
+        # The node answers with its births; the dead letter is then replayable.
+        publish(broker.url, [encode([])], publishers=1, topic="spBv1.0/plant/NBIRTH/line1")
+        dbirth = encode(
+            [metric("Inputs/Temperature", 7.0, alias=10, datatype=DOUBLE)], timestamp=t0 - 1000
+        )
+        publish(broker.url, [dbirth], publishers=1, topic="spBv1.0/plant/DBIRTH/line1/motor-1")
+        _wait("birth stored", lambda: len(_readings(c, "line1:motor-1")) == 1)
+        out = _cli(c, "replay", "--reason", "unknown_alias")
+        assert "replayed 1 of 1 pending dead letters: 1 readings, 1 stored, 0 duplicates" in out
+        at = datetime.fromtimestamp(t0 / 1000, UTC)
+        assert ("Inputs.Temperature", 7.5, "", _iso(at)) in _summary(c, "line1:motor-1")
+    finally:
+        c.ensure_stopped()
+        node.loop_stop()
+        node.disconnect()

@@ -216,6 +216,19 @@ class Topic:
         return node if self.device is None else _identifier(f"{node}:{self.device}")
 
 
+def rebirth_request(now_ms: int) -> bytes:
+    """The NCMD payload asking an edge node to send its births again (``Node Control/Rebirth``)."""
+    message: Any = Payload()
+    message.timestamp = now_ms
+    metric = message.metrics.add()
+    metric.name = "Node Control/Rebirth"
+    metric.timestamp = now_ms
+    metric.datatype = BOOLEAN
+    metric.boolean_value = True
+    data: bytes = message.SerializeToString()
+    return data
+
+
 def parse_topic(topic: str) -> Topic | Rejection | None:
     """The parsed topic; ``None`` for what a host does not store (commands, STATE)."""
     levels = topic.split("/")

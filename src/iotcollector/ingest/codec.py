@@ -139,6 +139,12 @@ def encode_subscribe(
     return _packet((SUBSCRIBE << 4) | 0x02, body)
 
 
+def encode_publish_qos0(topic: str, payload: bytes, version: int = MQTT5) -> bytes:
+    """A QoS 0 PUBLISH without properties (the collector's only outgoing messages: requests)."""
+    props = b"\x00" if version == MQTT5 else b""
+    return _packet(PUBLISH << 4, encode_string(topic) + props + payload)
+
+
 def encode_pubacks(packet_ids: list[int]) -> bytes:
     """PUBACKs for many messages in one buffer: written with one send()."""
     return b"".join(b"\x40\x02" + pid.to_bytes(2, "big") for pid in packet_ids)

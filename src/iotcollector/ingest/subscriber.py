@@ -273,6 +273,14 @@ class MqttSubscriber:
             asyncio.get_running_loop().call_soon(self.take, proto)
         return len(ids)
 
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Send a QoS 0 message on the current connection; False when not connected."""
+        proto = self._proto
+        if proto is None or not self._connected:
+            return False
+        proto.write(codec.encode_publish_qos0(topic, payload, self._version))
+        return True
+
     def pause_reading(self) -> None:
         self._paused = True
         self._apply_pause()

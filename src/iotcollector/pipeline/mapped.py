@@ -7,28 +7,35 @@ replay read messages through the same object, so a replay parses exactly as live
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Final
 
 from iotcollector.domain.mapping import PayloadKind, apply_rule
 from iotcollector.domain.parse import parse_message
+from iotcollector.domain.sparkplug import rebirth_request
 from iotcollector.pipeline.sparkplug_host import Outcome, SparkplugHost
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
     from iotcollector.domain.mapping import Mappings, Match
+
+_MAX_REBIRTH_NODES: Final = 10_000
 
 
 class MappedTopics:
     """The mapping rules and the Sparkplug host memory, read with the pipeline's limits."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the rules, the limits and one optional callback
         self,
         mappings: Mappings,
         *,
         max_payload_bytes: int = 256 * 1024,
         max_future_skew_s: float = 300.0,
         max_readings: int = 10_000,
+        request_rebirth: Callable[[str, bytes], object] | None = None,
+        rebirth_interval_s: float = 30.0,
     ) -> None:
         self.mappings = mappings
         self.sparkplug = SparkplugHost(
@@ -37,6 +44,9 @@ class MappedTopics:
         self._max_payload = max_payload_bytes
         self._skew = max_future_skew_s
         self._max_readings = max_readings
+        self._request_rebirth = request_rebirth
+        self._rebirth_interval_s = rebirth_interval_s
+        self._rebirths: dict[str, float] = {}
 
     def match(self, topic: str) -> Match | None:
         return self.mappings.match(topic)
@@ -49,7 +59,10 @@ class MappedTopics:
                     payload, received_at=received_at, max_payload_bytes=self._max_payload
                 )
                 return Outcome(rejections=too_large.rejections)
-            return self.sparkplug.receive(topic, payload, received_at=received_at)
+            outcome = self.sparkplug.receive(topic, payload, received_at=received_at)
+            if outcome.rebirth_topic is not None and self._request_rebirth is not None:
+                self._rebirth(outcome.rebirth_topic, received_at)
+            return outcome
         result = apply_rule(
             match,
             payload,
@@ -59,3 +72,15 @@ class MappedTopics:
             max_readings=self._max_readings,
         )
         return Outcome(readings=result.readings, rejections=result.rejections)
+
+    def _rebirth(self, ncmd_topic: str, now: datetime) -> None:
+        """IOT_SPARKPLUG_REBIRTH: ask the node again at most every ``rebirth_interval_s``."""
+        clock = time.monotonic()
+        last = self._rebirths.get(ncmd_topic)
+        if last is not None and clock - last < self._rebirth_interval_s:
+            return
+        if len(self._rebirths) >= _MAX_REBIRTH_NODES:
+            self._rebirths.clear()  # bounded memory; at worst one extra request per node
+        self._rebirths[ncmd_topic] = clock
+        assert self._request_rebirth is not None
+        self._request_rebirth(ncmd_topic, rebirth_request(int(now.timestamp() * 1000)))

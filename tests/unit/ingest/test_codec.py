@@ -149,3 +149,15 @@ def test_reader_pops_only_as_many_packets_as_asked_and_keeps_the_rest() -> None:
     reader.push(_publish_packet("t", b"x", 7)[:-1])
     assert not reader.has_packet()
     assert reader.pop(1 << 20) == []
+
+
+@pytest.mark.parametrize("version", [codec.MQTT5, codec.MQTT311])
+def test_qos0_publish_round_trips(version: int) -> None:
+    packet = codec.encode_publish_qos0("spBv1.0/g/NCMD/n1", b"\x00\x01payload", version)
+    [(ptype, flags, body)] = codec.PacketReader().feed(packet)
+    assert (ptype, flags) == (codec.PUBLISH, 0)
+    assert codec.decode_publish(flags, body, version) == (
+        "spBv1.0/g/NCMD/n1",
+        b"\x00\x01payload",
+        None,
+    )
