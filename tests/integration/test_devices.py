@@ -267,7 +267,7 @@ def test_rebirth_request_then_replay_of_unknown_aliases(
 
     requests: list[bytes] = []
     node = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="edge-node-line1")
-    node.on_message = lambda _c, _u, msg: requests.append(msg.payload)
+    node.on_message = lambda _c, _u, msg: requests.append(bytes(msg.payload))
     host, port = broker.url.removeprefix("mqtt://").split(":")
     node.connect(host, int(port))
     node.subscribe("spBv1.0/plant/NCMD/line1", qos=0)
