@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
+import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from iotcollector import __version__
 from iotcollector.config import ApiAuth, Settings, load_settings
@@ -20,9 +20,16 @@ from iotcollector.simulator.cli import simulated_devices
 
 if TYPE_CHECKING:
     import logging
+    import socket
     from collections.abc import Coroutine
 
+    from iotcollector.broker import EmbeddedBroker
     from iotcollector.domain.mapping import Mappings
+    from iotcollector.service import Service
+
+# Where `up` keeps what must survive it: the SQLite database (the default IOT_DATABASE_URL),
+# the broker's port and Mosquitto's configuration, database and log.
+DATA_DIR: Final = Path("data")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,12 +39,11 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Configuration comes from IOT_* environment variables (see the README).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("serve", help="run MQTT ingest and the HTTP API")
-    commands.add_parser("migrate", help="apply pending database migrations and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     up = commands.add_parser(
         "up",
-        help="zero set-up: embedded broker (unless IOT_MQTT_URL is set), SQLite, API",
+        help="try it on this machine: a broker (unless IOT_MQTT_URL is set), SQLite, API, "
+        "dashboard",
     )
     up.add_argument(
         "--simulate",
@@ -46,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="also run N simulated devices, each publishing a reading per second (0: none)",
     )
+    commands.add_parser("serve", help="production: MQTT ingest and the HTTP API")
+    commands.add_parser("migrate", help="apply pending database migrations and exit")
     add_simulate_arguments(
         commands.add_parser("simulate", help="simulate devices publishing readings over MQTT")
     )
@@ -123,93 +131,172 @@ def load_mappings(settings: Settings) -> Mappings | None:
 
 
 async def _serve(settings: Settings, mappings: Mappings | None) -> int:
+    from iotcollector.ports import PortTakenError, bind_listener  # noqa: PLC0415
     from iotcollector.service import Service  # noqa: PLC0415 - heavy imports for one command
 
+    try:
+        listener = bind_listener(settings.api_host, settings.api_port, "IOT_API_PORT")
+    except PortTakenError as exc:
+        print(f"iot-collector: {exc}", file=sys.stderr)  # noqa: T201 - one line, no traceback
+        return 2
     log = _configure_logging(settings)
-    return await Service(settings, log, mappings=mappings).run()
+    with listener:
+        return await Service(settings, log, mappings=mappings).run(listener)
+
+
+# After the simulated devices stopped: how long the collector must have received nothing
+# before what the broker held for it counts as received (it sends at once on 127.0.0.1).
+_SETTLE_QUIET_S = 0.5
 
 
 async def _up(settings: Settings, simulate: int = 0, mappings: Mappings | None = None) -> int:
-    from iotcollector.broker import (  # noqa: PLC0415 - heavy imports for one command
-        EmbeddedBroker,
-        EmbeddedBrokerError,
-    )
+    """Bind every port, print the banner, run; on SIGINT/SIGTERM stop in order: the simulated
+    devices (waiting for their acknowledgements), the collector (draining and committing what
+    the broker holds for it), the broker."""
+    from iotcollector.broker import EmbeddedBrokerError  # noqa: PLC0415 - heavy imports
+    from iotcollector.ports import PortTakenError, bind_listener  # noqa: PLC0415
     from iotcollector.service import Service  # noqa: PLC0415
 
-    log = _configure_logging(settings)
-    broker = None
-    if "mqtt_url" not in settings.model_fields_set:
-        port = settings.embedded_mqtt_port
-        if "embedded_mqtt_port" not in settings.model_fields_set and not _port_free(port):
-            port = _free_port()
-            log.warning(
-                "port %d is taken (another broker?): the embedded one uses %d",
-                settings.embedded_mqtt_port,
-                port,
-            )
-        broker = EmbeddedBroker("127.0.0.1", port)
-        try:
-            await broker.start()
-        except EmbeddedBrokerError as exc:
-            log.error(  # noqa: TRY400 - the message is the diagnosis
-                "cannot start the embedded MQTT broker (%s); set IOT_EMBEDDED_MQTT_PORT to a "
-                "free port, or IOT_MQTT_URL to your broker",
-                exc,
-            )
-            return 1
-        settings = settings.model_copy(update={"mqtt_url": broker.url, "mqtt_protocol": "3.1.1"})
-    if "api_auth" not in settings.model_fields_set and not settings.api_key_values:
-        # Zero set-up on one machine: without keys, /api/* is open (on 127.0.0.1 by default).
-        settings = settings.model_copy(update={"api_auth": ApiAuth.DISABLED})
-    service = Service(settings, log, mappings=mappings)
-    base = f"http://{settings.api_host}:{settings.api_port}"
-    print(  # noqa: T201 - the banner is for the person who ran the command
-        f"iot-collector is up\n"
-        f"  dashboard      {base}/\n"
-        f"  API docs       {base}/docs\n"
-        f"  metrics        {base}/metrics\n"
-        f"  MQTT broker    {redact_url(settings.mqtt_url)}{' (embedded)' if broker else ''}, topic "
-        f"{','.join(settings.mqtt_topics)}\n"
-        f"  database       {redact_url(settings.database_url.get_secret_value())}\n"
-        + (
-            f"  simulation     {simulate} simulated devices publish a reading per second each\n"
-            if simulate
-            else ""
-        )
-        + "Ctrl-C stops everything.",
-        flush=True,
-    )
     try:
-        if simulate:
-            from iotcollector.simulator.alongside import run_alongside  # noqa: PLC0415
-
-            return await run_alongside(
-                service.run,
-                devices=simulate,
-                settings=settings,
-                ready=lambda: all(service.readiness().values()),
-                logger=log,
+        listener = bind_listener(settings.api_host, settings.api_port, "IOT_API_PORT")
+    except PortTakenError as exc:
+        print(f"iot-collector: {exc}", file=sys.stderr)  # noqa: T201 - one line, no traceback
+        return 2
+    log = _configure_logging(settings)
+    with listener:
+        broker = None
+        if "mqtt_url" not in settings.model_fields_set:
+            try:
+                broker = _embedded_broker(settings, log)
+            except ConfigError as exc:
+                print(f"iot-collector: {exc}", file=sys.stderr)  # noqa: T201
+                return 2
+            try:
+                await broker.start()
+            except EmbeddedBrokerError as exc:
+                log.error("cannot start the embedded MQTT broker: %s", exc)  # noqa: TRY400
+                return 1
+            settings = settings.model_copy(
+                update={"mqtt_url": broker.url, "mqtt_protocol": broker.protocol}
             )
-        return await service.run()
-    finally:
-        if broker is not None:
-            await broker.stop()
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
         try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+            development = "api_auth" not in settings.model_fields_set and not (
+                settings.api_key_values
+            )
+            if development:
+                # Zero set-up on one machine: without keys, /api/* is open (127.0.0.1 default).
+                settings = settings.model_copy(update={"api_auth": ApiAuth.DISABLED})
+            service = Service(settings, log, mappings=mappings, development=development)
+            print(_banner(settings, broker, simulate), flush=True)  # noqa: T201
+            return await _run_in_order(service, listener, settings, simulate, log)
+        finally:
+            if broker is not None:
+                await broker.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+def _embedded_broker(settings: Settings, log: logging.Logger) -> EmbeddedBroker:
+    """Mosquitto when installed (or asked for), else amqtt, on the sticky or given port."""
+    from iotcollector.broker import (  # noqa: PLC0415
+        SBIN_DIRS,
+        AmqttBroker,
+        MosquittoBroker,
+        find_mosquitto,
+    )
+    from iotcollector.ports import PortTakenError, choose_broker_port, port_free  # noqa: PLC0415
+
+    binary = find_mosquitto() if settings.embedded_mqtt != "amqtt" else None
+    if settings.embedded_mqtt == "mosquitto" and binary is None:
+        raise ConfigError(
+            f"IOT_EMBEDDED_MQTT=mosquitto, but no mosquitto binary is on PATH nor in "
+            f"{', '.join(SBIN_DIRS)}: install it (Debian: apt-get install mosquitto) or set "
+            f"IOT_EMBEDDED_MQTT=amqtt"
+        )
+    host = "127.0.0.1"
+    if "embedded_mqtt_port" in settings.model_fields_set:
+        port = settings.embedded_mqtt_port
+        if not port_free(host, port):
+            raise PortTakenError(
+                f"cannot listen on {host}:{port}: another program holds it? "
+                f"Set IOT_EMBEDDED_MQTT_PORT to a free port (or unset it: `up` then picks one)"
+            )
+    else:
+        port, note = choose_broker_port(host, settings.embedded_mqtt_port, DATA_DIR)
+        if note:
+            log.warning("%s", note)
+    if binary is None:
+        return AmqttBroker(host, port)
+    return MosquittoBroker(binary, host, port, DATA_DIR, log.getChild("mosquitto"))
+
+
+async def _run_in_order(
+    service: Service,
+    listener: socket.socket,
+    settings: Settings,
+    simulate: int,
+    log: logging.Logger,
+) -> int:
+    from iotcollector.simulator.alongside import SimulatedDevices, options_for  # noqa: PLC0415
+    from iotcollector.simulator.cli import endpoint_from_settings  # noqa: PLC0415
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    devices = None
+    if simulate:
+        try:
+            endpoint = endpoint_from_settings(settings)
+        except (ValueError, OSError) as exc:
+            log.error("cannot simulate devices: %s", exc)  # noqa: TRY400 - the diagnosis
+            return 2
+        options = options_for(simulate, settings.mqtt_topics[0])
+        devices = SimulatedDevices(options, endpoint, log.getChild("simulator"))
+    running = asyncio.create_task(service.run(listener, handle_signals=False), name="service")
+    if devices is not None:
+        devices.start(lambda: all(service.readiness().values()))
+    stopping = asyncio.create_task(stop.wait(), name="stop")
+    await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if devices is not None:
+        await devices.close()
+    if not running.done():
+        if not await service.settle(_SETTLE_QUIET_S, settings.shutdown_timeout_s):
+            log.warning("the broker still had messages for the collector when it stopped")
+        service.request_stop()
+    return await running
+
+
+def _banner(settings: Settings, broker: EmbeddedBroker | None, simulate: int) -> str:
+    from iotcollector.simulator.alongside import data_topic  # noqa: PLC0415
+
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    topic = data_topic(settings.mqtt_topics[0]).format(device_id="sensor-1")
+    url = redact_url(settings.mqtt_url)
+    lines = [
+        "iot-collector is up",
+        f"  dashboard      {base}/",
+        f"  API docs       {base}/docs",
+        f"  metrics        {base}/metrics",
+        f"  MQTT broker    {url}, topic {','.join(settings.mqtt_topics)}",
+    ]
+    if broker is not None:
+        lines.append(f"                 {broker.description}")
+    lines.append(f"  database       {redact_url(settings.database_url.get_secret_value())}")
+    if simulate:
+        lines.append(
+            f"  simulation     {simulate:,} simulated devices publish a reading per second each"
+        )
+    lines.append(f"  try            iot-collector simulate --url {url} --devices 10")
+    if broker is not None:
+        reading = '{"device_id":"sensor-1","sensor_type":"temperature","value":21.5,"unit":"C"}'
+        lines.append(
+            f"                 mosquitto_pub -h 127.0.0.1 -p {broker.port} -q 1 -t {topic} "
+            f"-m '{reading}'"
+        )
+    if settings.api_auth is ApiAuth.DISABLED and not settings.api_key_values:
+        lines.append("  development mode: no API keys; use `serve` with IOT_API_KEYS in production")
+    lines.append("Ctrl-C stops everything.")
+    return "\n".join(lines)
 
 
 def _run_fast(main: Coroutine[Any, Any, int]) -> int:
@@ -220,14 +307,7 @@ def _run_fast(main: Coroutine[Any, Any, int]) -> int:
         return runner.run(main)
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return per command
-    args = _parser().parse_args(argv)
-    try:
-        settings = load_settings()
-        mappings = load_mappings(settings)
-    except ConfigError as exc:
-        print(f"iot-collector: {exc}", file=sys.stderr)  # noqa: T201 - before logging exists
-        return 2
+def _run(args: argparse.Namespace, settings: Settings, mappings: Mappings | None) -> int:
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
     if args.command == "up":
@@ -244,3 +324,18 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
 
         return simulate(args, settings)
     return _run_fast(_serve(settings, mappings))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        settings = load_settings()
+        mappings = load_mappings(settings)
+    except ConfigError as exc:
+        print(f"iot-collector: {exc}", file=sys.stderr)  # noqa: T201 - before logging exists
+        return 2
+    return _run(args, settings, mappings)

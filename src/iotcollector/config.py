@@ -33,6 +33,7 @@ class ApiAuth(StrEnum):
 
 
 MqttProtocol = Literal["5", "3.1.1"]
+EmbeddedMqtt = Literal["mosquitto", "amqtt"]
 
 
 def _default_client_id() -> str:
@@ -68,6 +69,8 @@ class Settings(BaseSettings):
     mqtt_reconnect_max_s: float = Field(default=30.0, gt=0, le=600)
     mqtt_protocol: MqttProtocol = Field(default="5")
     embedded_mqtt_port: int = Field(default=1883, ge=0, le=65535)
+    # The broker `up` runs: None = Mosquitto when installed, else amqtt.
+    embedded_mqtt: EmbeddedMqtt | None = None
 
     database_url: SecretStr = SecretStr("sqlite:///./data/iot.db")
     database_url_file: Path | None = None

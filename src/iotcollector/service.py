@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import signal
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ from iotcollector.storage.retention import RetentionTask, open_purger
 
 if TYPE_CHECKING:
     import logging
+    import socket
     import ssl
     from collections.abc import Iterator
 
@@ -79,10 +81,18 @@ class Service:
     """The running collector; ``run`` returns the process exit code."""
 
     def __init__(
-        self, settings: Settings, logger: logging.Logger, *, mappings: Mappings | None = None
+        self,
+        settings: Settings,
+        logger: logging.Logger,
+        *,
+        mappings: Mappings | None = None,
+        development: bool = False,
     ) -> None:
+        """``development``: ``up`` without keys; says so instead of warning about a setting."""
         self._settings = settings
         self._log = logger
+        self._development = development
+        self._last_message = time.monotonic()
         self._registry = CollectorRegistry()
         self.metrics = Metrics(self._registry)
         self._storage: Database = open_storage(settings.database_url.get_secret_value())
@@ -146,7 +156,22 @@ class Service:
     def request_stop(self) -> None:
         self._stop.set()
 
+    async def settle(self, quiet_s: float, timeout_s: float) -> bool:
+        """Wait until every message the broker sent has been committed and nothing has
+        arrived for ``quiet_s``: after the local publishers stopped, what the broker holds for
+        this collector has then reached the database. False if ``timeout_s`` passed first."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            if not self._subscriber.connected:
+                return False
+            if self._pipeline.pending == 0 and now - self._last_message >= quiet_s:
+                return True
+            await asyncio.sleep(min(quiet_s, 0.05))
+        return False
+
     def _on_message(self, deliveries: list[Delivery]) -> None:
+        self._last_message = time.monotonic()
         if self._settings.mqtt_broker_stats and any(d.topic.startswith("$") for d in deliveries):
             stats = [d for d in deliveries if d.topic.startswith("$SYS/")]
             for d in stats:
@@ -171,7 +196,9 @@ class Service:
             self._log.info("pipeline drained: resuming MQTT reads")
             self._subscriber.resume_reading()
 
-    async def run(self) -> int:
+    async def run(self, listener: socket.socket, *, handle_signals: bool = True) -> int:
+        """Serve HTTP on ``listener`` (bound beforehand: see ``ports.bind_listener``) and
+        ingest until SIGTERM/SIGINT (``handle_signals``) or :meth:`request_stop`."""
         s = self._settings
         keys = ApiKeys(s.api_key_values)
         if not keys and s.api_auth is ApiAuth.ENABLED:
@@ -181,7 +208,11 @@ class Service:
                 "authentication"
             )
             return 2
-        if not keys:
+        if not keys and self._development:
+            self._log.info(
+                "development mode: no API keys; use `serve` with IOT_API_KEYS in production"
+            )
+        elif not keys:
             self._log.warning(
                 "IOT_API_AUTH=disabled: /api/* is served WITHOUT authentication to anyone who "
                 "can reach %s:%d",
@@ -191,9 +222,10 @@ class Service:
         elif s.api_auth is ApiAuth.DISABLED:
             self._log.warning("IOT_API_AUTH=disabled is ignored: API keys are set and enforced")
         _tune_gc()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
         app = create_app(
             readiness=self,
             metrics=self.metrics,
@@ -229,13 +261,13 @@ class Service:
                 timeout_keep_alive=s.http_keepalive_s,
             )
         )
-        http_task = asyncio.create_task(server.serve(), name="http")
+        http_task = asyncio.create_task(server.serve(sockets=[listener]), name="http")
         ingest_task = asyncio.create_task(self._ingest(), name="ingest")
         stop_task = asyncio.create_task(self._stop.wait(), name="stop")
         await asyncio.wait({http_task, ingest_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         exit_code = 0
         if http_task.done() and not self._stop.is_set():
-            self._log.error("the HTTP server stopped (is port %d free?)", s.api_port)
+            self._log.error("the HTTP server stopped unexpectedly")
             exit_code = 1
         self._log.info("shutting down: committing what is in flight")
         await self._shutdown(ingest_task)

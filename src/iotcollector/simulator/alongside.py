@@ -1,9 +1,9 @@
 """Simulated devices running beside the collector in one process: ``iot-collector up --simulate N``.
 
 The devices start once the collector is ready (subscribed, database open), so that their first
-readings are stored, and publish until the collector stops: its ``run`` owns SIGINT/SIGTERM and
-returns on them, then the devices finish cleanly (the last acknowledgements, ``offline``,
-DISCONNECT) within a couple of seconds while the broker is still up.
+readings are stored, and publish until ``up`` stops them: first of all, so that they finish
+cleanly (the last acknowledgements, ``offline``, DISCONNECT) while the collector still reads
+and the broker is still up.
 """
 
 from __future__ import annotations
@@ -14,15 +14,13 @@ from typing import TYPE_CHECKING
 
 from iotcollector.backoff import Backoff
 from iotcollector.errors import MqttError
-from iotcollector.simulator.cli import endpoint_from_settings
 from iotcollector.simulator.payloads import Format
 from iotcollector.simulator.runner import Simulation, SimulatorOptions, Summary
 
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
 
-    from iotcollector.config import Settings
     from iotcollector.simulator.connection import Endpoint
 
 DRAIN_S = 2.0  # the devices' last acknowledgements, after the collector has stopped
@@ -60,9 +58,33 @@ class SimulatedDevices:
         self.options = options
         self.endpoint = endpoint
         self.log = logger
-        self.summary: Summary | None = None
+        self.summary: Summary | None = None  # of the last run (they restart after a failure)
+        self.readings = 0  # over every run
+        self.acknowledged = 0
         self._stopping = asyncio.Event()
         self._simulation: Simulation | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, ready: Callable[[], bool]) -> None:
+        """Run :meth:`run` in the background until :meth:`close`."""
+        self._task = asyncio.create_task(self.run(ready), name="simulated-devices")
+
+    async def close(self) -> Summary | None:
+        """Stop publishing and wait (bounded: the drain, one connect attempt of a connection
+        that is down, DISCONNECT) for the last acknowledgements; the run's summary."""
+        self.stop()
+        task, self._task = self._task, None
+        if task is None:
+            return self.summary
+        done, _ = await asyncio.wait({task}, timeout=2 * self.options.drain_s + 5)
+        if not done:
+            self.log.warning("the simulated devices did not stop in time: abandoned")
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        elif not task.cancelled() and task.exception() is not None:
+            self.log.error("the simulated devices failed", exc_info=task.exception())
+        return self.summary
 
     async def run(self, ready: Callable[[], bool]) -> None:
         """Publish until :meth:`stop`; reconnects are the connections' own business."""
@@ -92,11 +114,13 @@ class SimulatedDevices:
             finally:
                 self._simulation = None
             self.summary = summary
+            self.readings += summary.readings
+            self.acknowledged += summary.acknowledged
             if self._stopping.is_set():
                 self.log.info(
-                    "simulated devices stopped: %d readings published, %d acknowledged",
-                    summary.readings,
-                    summary.acknowledged,
+                    "simulated devices stopped: %s readings published, %s acknowledged",
+                    f"{self.readings:,}",
+                    f"{self.acknowledged:,}",
                 )
                 return
             delay = backoff.next_delay()
@@ -117,36 +141,3 @@ class SimulatedDevices:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._stopping.wait()
-
-
-async def run_alongside(
-    run_service: Callable[[], Awaitable[int]],
-    *,
-    devices: int,
-    settings: Settings,
-    ready: Callable[[], bool],
-    logger: logging.Logger,
-) -> int:
-    """Run the service and ``devices`` simulated devices on its broker (``settings``); when the
-    service returns, stop the devices; return the service's exit code (2: bad TLS files)."""
-    try:
-        endpoint = endpoint_from_settings(settings)
-    except (ValueError, OSError) as exc:
-        logger.error("cannot simulate devices: %s", exc)  # noqa: TRY400 - the diagnosis
-        return 2
-    options = options_for(devices, settings.mqtt_topics[0])
-    simulated = SimulatedDevices(options, endpoint, logger.getChild("simulator"))
-    task = asyncio.create_task(simulated.run(ready), name="simulated-devices")
-    try:
-        return await run_service()
-    finally:
-        simulated.stop()
-        # Bounded: the drain, one connect attempt for a connection that is down, DISCONNECT.
-        done, _ = await asyncio.wait({task}, timeout=2 * simulated.options.drain_s + 5)
-        if not done:
-            simulated.log.warning("the simulated devices did not stop in time: abandoned")
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        elif not task.cancelled() and task.exception() is not None:
-            simulated.log.error("the simulated devices failed", exc_info=task.exception())
