@@ -182,6 +182,9 @@ class AckedPublisher:
         self.client.max_inflight_messages_set(100)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+        deadline = time.monotonic() + 10
+        while not self.client.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.01)
         self._acked_mids: set[int] = set()  # filled by paho's thread: no lock of ours, as
         # paho calls on_publish holding its own lock, which publish() takes too
         self.sent: dict[int, str] = {}  # mid -> timestamp
