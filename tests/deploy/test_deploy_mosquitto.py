@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 
 FILES = CHART / "files" / "mosquitto"
 PASSWORDS = {"collector": "collector-secret", "simulator": "simulator-secret"}
+DEBIAN_DYNSEC = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 
 
 def _free_port() -> int:
@@ -36,6 +37,8 @@ def broker() -> Iterator[tuple[int, Path]]:
     for tool in ("mosquitto", "mosquitto_passwd", "mosquitto_pub", "mosquitto_sub"):
         if find_tool(tool) is None and not os.access(f"/usr/sbin/{tool}", os.X_OK):
             pytest.skip(f"{tool} is not installed (apt-get install mosquitto mosquitto-clients)")
+    if not Path(DEBIAN_DYNSEC).exists():
+        pytest.skip(f"{DEBIAN_DYNSEC} is missing (Debian's mosquitto package ships it)")
     # Not under pytest's 0700 temp root: run as root, the broker drops to the mosquitto user.
     work = Path(tempfile.mkdtemp(prefix="iot-mosquitto-"))
     work.chmod(0o755)
@@ -44,12 +47,16 @@ def broker() -> Iterator[tuple[int, Path]]:
     data.mkdir()
     conf = (FILES / "mosquitto.conf").read_text(encoding="utf-8")
     conf = conf.replace("/mosquitto/auth/passwd", str(work / "auth" / "passwd"))
-    conf = conf.replace("/mosquitto/config/acl", str(work / "acl"))
+    dynsec = "/mosquitto/config/dynamic-security.json"
+    assert dynsec in conf
+    conf = conf.replace(dynsec, str(work / "dynamic-security.json"))
+    # The plugin where Debian's package installs it, not where the image has it.
+    conf = conf.replace("/usr/lib/mosquitto_dynamic_security.so", DEBIAN_DYNSEC)
     conf = conf.replace("/mosquitto/data/", f"{data}/")
     conf = conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
     assert f"listener {port} 127.0.0.1" in conf
     (work / "mosquitto.conf").write_text(conf, encoding="utf-8")
-    shutil.copy(FILES / "acl", work / "acl")
+    shutil.copy(FILES / "dynamic-security.json", work / "dynamic-security.json")
     env = {
         **os.environ,
         "PATH": f"{os.environ.get('PATH', '')}:/usr/sbin",
@@ -119,3 +126,40 @@ def test_the_simulator_cannot_read_readings(broker: tuple[int, Path]) -> None:
         run(_client("pub", port, "simulator", "-t", "iot/data", "-m", "secret"))
         out, _ = sub.communicate(timeout=15)
     assert "secret" not in out
+
+
+def test_the_simulator_cannot_join_the_collectors_shared_subscription(
+    broker: tuple[int, Path],
+) -> None:
+    """Its SUBSCRIBE is refused: the broker never hands it the collectors' messages."""
+    port, _ = broker
+    with subprocess.Popen(
+        _client(
+            "sub", port, "collector", "-t", "$share/collectors/iot/data", "-C", "4", "-W", "10"
+        ),
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as collector:
+        refused = run(
+            _client(
+                "sub",
+                port,
+                "simulator",
+                "-V",
+                "5",
+                "-t",
+                "$share/collectors/iot/data",
+                "-C",
+                "1",
+                "-W",
+                "3",
+            ),
+            timeout=15,
+        )
+        time.sleep(0.5)
+        for i in range(4):
+            published = run(_client("pub", port, "simulator", "-t", "iot/data", "-m", f"r{i}"))
+            assert published.returncode == 0, published.stderr
+        out, _ = collector.communicate(timeout=15)
+    assert "All subscription requests were denied" in refused.stderr
+    assert out.split() == ["r0", "r1", "r2", "r3"]
