@@ -2,13 +2,13 @@
 
 Every tool is looked up in the repository's ``.tools/`` (what ``scripts/install-deploy-tools.sh``
 installs), then beside the running interpreter (the venv's console scripts), then on ``PATH``.
-A missing tool skips the test with the reason, never passes it silently.
+A missing tool skips the test with the reason, never passes it silently (and under
+``CI=true`` the skip is a failure: tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -25,7 +25,7 @@ TERRAFORM = DEPLOY / "terraform"
 TOOLS = REPO / ".tools"
 INSTALL_HINT = "run scripts/install-deploy-tools.sh"
 
-# Design §5: the only environment variables the application reads.
+# The environment variables of the README's configuration table that every deployment knows.
 DESIGN_ENV = frozenset(
     {
         "IOT_MQTT_URL",
@@ -51,21 +51,8 @@ DESIGN_ENV = frozenset(
         "IOT_LOG_FORMAT",
     }
 )
-# Design §5 variables whose Settings field is being written in another issue (API auth, #3).
-# The deployment files may use them already; a test reports them as pending until they exist.
-PENDING_ENV = {
-    "IOT_API_KEYS": "issue 3 (API keys)",
-    "IOT_API_AUTH": "issue 3 (API auth switch)",
-}
-
-# Design §5 subcommands; the first two exist with the CLI, the others land with their issues.
+# The subcommands a deployment may run (README, "Commands").
 DESIGN_SUBCOMMANDS = frozenset({"serve", "up", "migrate", "simulate", "backup", "restore"})
-PENDING_SUBCOMMANDS = {
-    "simulate": "issue 4 (simulator)",
-    "backup": "issue 6 (backup/restore)",
-    "restore": "issue 6 (backup/restore)",
-    "up": "issue 8 (zero set-up)",
-}
 
 
 def find_tool(name: str) -> str | None:
@@ -147,16 +134,8 @@ def settings_env_names() -> frozenset[str]:
 
 
 def unknown_env_names(names: set[str]) -> list[str]:
-    """Names the application does not read: not a Settings field and not a pending design name."""
-    known = settings_env_names() | PENDING_ENV.keys()
-    return sorted(name for name in names if name not in known)
-
-
-def pending_env_names(names: set[str]) -> list[str]:
-    """Names used by a deployment file whose Settings field does not exist yet."""
-    return sorted(
-        name for name in names if name in PENDING_ENV and name not in settings_env_names()
-    )
+    """Names the application does not read: not a Settings field."""
+    return sorted(name for name in names if name not in settings_env_names())
 
 
 @functools.cache
@@ -167,19 +146,14 @@ def cli_help(subcommand: str) -> subprocess.CompletedProcess[str]:
 def check_cli_command(argv: list[str]) -> None:
     """A container command of ours (arguments after the `iot-collector` entrypoint) exists.
 
-    The subcommand must be one of design §5; once the CLI exists it must accept `--help`, and
-    every `--option` the deployment passes must appear in that help. A subcommand whose issue
-    is still open is reported as skipped (pending), never passed.
+    The subcommand must be one a deployment may run; it must accept `--help`, and every
+    `--option` the deployment passes must appear in that help.
     """
     assert argv, "empty command"
     sub = argv[0]
-    assert sub in DESIGN_SUBCOMMANDS, f"{sub!r} is not an iot-collector subcommand (design §5)"
-    if importlib.util.find_spec("iotcollector.cli") is None:
-        pytest.skip("src/iotcollector/cli.py is not written yet: cannot check subcommands")
+    assert sub in DESIGN_SUBCOMMANDS, f"{sub!r} is not an iot-collector subcommand"
     result = cli_help(sub)
     if result.returncode != 0:
-        if sub in PENDING_SUBCOMMANDS:
-            pytest.skip(f"subcommand {sub!r} pending: {PENDING_SUBCOMMANDS[sub]}")
         pytest.fail(f"iot-collector {sub} --help failed:\n{result.stdout}\n{result.stderr}")
     for arg in argv[1:]:
         if arg.startswith("--"):

@@ -8,11 +8,9 @@ from typing import Any
 import pytest
 from deploy_helpers import (
     DEPLOY,
-    REPO,
     check,
     check_cli_command,
     load_yaml,
-    pending_env_names,
     require_tool,
     unknown_env_names,
 )
@@ -59,15 +57,6 @@ def test_every_environment_variable_is_read_by_the_app(compose: dict[str, Any]) 
     for name, svc in _ours(compose).items():
         env = set(svc.get("environment", {}))
         assert unknown_env_names(env) == [], f"{name}: variables the app does not read"
-
-
-def test_pending_environment_variables() -> None:
-    used: set[str] = set()
-    for svc in load_yaml(COMPOSE)["services"].values():
-        used |= set(svc.get("environment", {}))
-    pending = pending_env_names(used)
-    if pending:
-        pytest.skip(f"used by compose, not yet Settings fields (issue 3): {', '.join(pending)}")
 
 
 def test_replicas_share_one_group_with_distinct_stable_client_ids(compose: dict[str, Any]) -> None:
@@ -120,19 +109,13 @@ def test_host_ports_bind_to_loopback_only(compose: dict[str, Any]) -> None:
 
 
 def test_bind_mounts_exist(compose: dict[str, Any]) -> None:
-    missing_monitoring = []
     for name, svc in compose["services"].items():
         for volume in svc.get("volumes", []):
             source = str(volume).split(":", 1)[0]
             if not source.startswith("."):
                 continue
             path = (COMPOSE_DIR / source).resolve()
-            if path.is_relative_to(REPO / "monitoring") and not path.exists():
-                missing_monitoring.append(str(path.relative_to(REPO)))
-                continue
             assert path.exists(), f"{name} mounts {source}, which does not exist"
-    if missing_monitoring:
-        pytest.skip(f"monitoring files not written yet (issue 5): {', '.join(missing_monitoring)}")
 
 
 def _mosquitto_settings() -> dict[str, str]:

@@ -14,7 +14,6 @@ from deploy_helpers import (
     check_cli_command,
     load_yaml,
     load_yaml_all,
-    pending_env_names,
     require_tool,
     run,
     unknown_env_names,
@@ -240,24 +239,8 @@ def test_container_commands_exist_in_the_cli(
             c["args"] for c in _containers(pod) if _runs_our_image(c, values) and "command" not in c
         )
     assert ["serve"] in commands
-    skipped = []
     for argv in commands:
-        try:
-            check_cli_command(argv)
-        except pytest.skip.Exception as exc:
-            skipped.append(str(exc))
-    if skipped:
-        pytest.skip("; ".join(sorted(set(skipped))))
-
-
-def test_pending_environment_variables(manifests: dict[str, list[Manifest]]) -> None:
-    used: set[str] = set()
-    for _, pod in _pod_specs(manifests["aws"]):
-        for container in _containers(pod):
-            used |= set(_env(container))
-    pending = pending_env_names(used)
-    if pending:
-        pytest.skip(f"used by the chart, not yet Settings fields (issue 3): {', '.join(pending)}")
+        check_cli_command(argv)
 
 
 def test_aws_mode_has_no_plain_text_secret(
@@ -316,8 +299,7 @@ def test_aws_mode_plugs_into_kube_prometheus_stack(manifests: dict[str, list[Man
     assert monitor["spec"]["endpoints"][0]["port"] == "http"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     rules = sorted((CHART / "files/monitoring/prometheus/rules").glob("*.yml"))
-    if not rules:
-        pytest.skip("no alert rules under monitoring/prometheus/rules yet (issue 5)")
+    assert rules, "no alert rules under monitoring/prometheus/rules"
     (rule,) = _find(docs, "PrometheusRule")
     expected = [g for path in rules for g in load_yaml(path)["groups"]]
     assert rule["spec"]["groups"] == expected
@@ -343,8 +325,7 @@ def test_prometheus_rule_groups_pass_promtool(
 ) -> None:
     promtool = require_tool("promtool", "apt-get install prometheus")
     rules = _find(manifests["aws"], "PrometheusRule")
-    if not rules:
-        pytest.skip("no alert rules under monitoring/prometheus/rules yet (issue 5)")
+    assert rules, "the AWS values render no PrometheusRule"
     path = tmp_path / "rules.yml"
     path.write_text(json.dumps({"groups": rules[0]["spec"]["groups"]}), encoding="utf-8")
     check([promtool, "check", "rules", str(path)])
@@ -385,8 +366,7 @@ def test_dashboards_become_configmaps_for_the_grafana_sidecar(
     manifests: dict[str, list[Manifest]],
 ) -> None:
     dashboards = sorted((CHART / "files/monitoring/grafana/dashboards").glob("*.json"))
-    if not dashboards:
-        pytest.skip("no dashboards under monitoring/grafana/dashboards yet (issue 5)")
+    assert dashboards, "no dashboards under monitoring/grafana/dashboards"
     maps = [
         d
         for d in _find(manifests["aws"], "ConfigMap")
@@ -403,8 +383,7 @@ def test_chart_reads_the_monitoring_files_through_a_symlink() -> None:
     link = CHART / "files" / "monitoring"
     assert link.is_symlink()
     assert link.resolve() == (REPO / "monitoring").resolve()
-    if not link.exists():
-        pytest.skip("monitoring/ not written yet (issue 5)")
+    assert link.exists(), "monitoring/ is missing"
     for needed in (
         "prometheus/prometheus-kubernetes.yml",
         "grafana/provisioning/datasources",

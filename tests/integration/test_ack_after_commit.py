@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+import threading
 from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
@@ -64,18 +64,24 @@ class GatedStorage:
         return WriteResult(len(readings), 0, len(dead_letters))
 
 
+_MARKER = b"marker"
+
+
 def _publish(port: int, count: int) -> None:
+    _publish_payloads(
+        port,
+        [
+            f'{{"device_id":"d","sensor_type":"t","value":{i},"timestamp":{1_700_000_000 + i}}}'
+            for i in range(count)
+        ],
+    )
+
+
+def _publish_payloads(port: int, payloads: Sequence[str | bytes]) -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ack-test-pub")
     client.connect("127.0.0.1", port)
     client.loop_start()
-    infos = [
-        client.publish(
-            "iot/data",
-            f'{{"device_id":"d","sensor_type":"t","value":{i},"timestamp":{1_700_000_000 + i}}}',
-            qos=1,
-        )
-        for i in range(count)
-    ]
+    infos = [client.publish("iot/data", payload, qos=1) for payload in payloads]
     for info in infos:
         info.wait_for_publish(10)
     client.disconnect()
@@ -83,17 +89,41 @@ def _publish(port: int, count: int) -> None:
 
 
 def _redelivered(port: int) -> int:
-    """Resume the collector's session with another client; count what the broker resends."""
-    received: list[bytes | bytearray] = []
+    """Resume the collector's session with another client; count what the broker resends.
+
+    Exact, without a time window: the session must be resumed (else there is nothing to count),
+    and a marker published once connected arrives after every redelivery of the session.
+    """
+    received: list[bytes] = []
+    connected = threading.Event()
+    marker_seen = threading.Event()
+    session_present: list[bool] = []
+
+    def on_connect(_c: object, _u: object, flags: mqtt.ConnectFlags, *_: object) -> None:
+        session_present.append(flags.session_present)
+        connected.set()
+
+    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.payload == _MARKER:
+            marker_seen.set()
+        else:
+            received.append(bytes(msg.payload))
+
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=CLIENT_ID, protocol=mqtt.MQTTv5)
-    client.on_message = lambda _c, _u, msg: received.append(msg.payload)
+    client.on_connect = on_connect
+    client.on_message = on_message
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 60
     client.connect("127.0.0.1", port, clean_start=False, properties=props)
     client.loop_start()
-    time.sleep(1.5)
-    client.disconnect()
-    client.loop_stop()
+    try:
+        assert connected.wait(10), "no CONNACK"
+        assert session_present == [True], "the collector's session was not kept"
+        _publish_payloads(port, [_MARKER])
+        assert marker_seen.wait(10), "the marker published after the reconnect never arrived"
+    finally:
+        client.disconnect()
+        client.loop_stop()
     return len(received)
 
 

@@ -353,21 +353,32 @@ def test_mqtt5_is_the_default(broker: MosquittoServer, tmp_path: Path) -> None:
     assert summary["protocol"] == "5"
 
 
-def test_sigterm_stops_gracefully_with_the_summary(broker: MosquittoServer, tmp_path: Path) -> None:
+def test_sigterm_stops_gracefully_with_the_summary(
+    broker: MosquittoServer, subscriber: Subscriber, tmp_path: Path
+) -> None:
     summary_path = tmp_path / "summary.json"
     proc = subprocess.Popen(
         _args(broker.url, "--duration", "60", "--rate", "50", "--summary-json", str(summary_path)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    time.sleep(2)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=15)
+    try:
+        # Stopped while publishing: once messages flow, not after a guessed delay.
+        assert subscriber.wait(lambda: len(subscriber.data()) >= 20), "nothing published"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
     assert proc.returncode == 0, err
     summary = json.loads(summary_path.read_text())
     assert summary["stopped_by"] == "signal"
-    assert summary["published"] > 0
+    assert summary["published"] >= 20
+    # Drained before exit: every message published was acknowledged and reached the broker.
     assert summary["acknowledged"] == summary["published"]
+    assert subscriber.wait(lambda: len(subscriber.data()) == summary["published"], timeout=5), (
+        len(subscriber.data()),
+        summary["published"],
+    )
     assert b"stopped by signal" in err
 
 

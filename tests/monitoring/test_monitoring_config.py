@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -690,8 +689,6 @@ def run_sensor_trends_sql(database_url: str) -> None:
 
 @pytest.mark.integration
 def test_sensor_trends_sql_runs_against_the_migrated_schema(postgres_url: str) -> None:
-    if importlib.util.find_spec("iotcollector.cli") is None:
-        pytest.skip("iot-collector migrate is not available yet")
     env = {**os.environ, "IOT_DATABASE_URL": postgres_url}
     result = subprocess.run(
         [sys.executable, "-m", "iotcollector", "migrate"],

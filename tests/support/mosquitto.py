@@ -11,11 +11,14 @@ import tempfile
 import time
 from pathlib import Path
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+def mosquitto_binary() -> str | None:
+    """The ``mosquitto`` on ``PATH``: a broker hidden from ``PATH`` counts as missing."""
+    return shutil.which("mosquitto")
 
 
 def mosquitto_available() -> bool:
-    return Path(MOSQUITTO).exists()
+    return mosquitto_binary() is not None
 
 
 def free_port() -> int:
@@ -95,8 +98,11 @@ class MosquittoServer:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        binary = mosquitto_binary()
+        if binary is None:
+            raise FileNotFoundError("mosquitto is not installed (not on PATH)")
         self.proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self.conf)],
+            [binary, "-c", str(self.conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
