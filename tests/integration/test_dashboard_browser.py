@@ -344,3 +344,51 @@ def test_dashboard_asks_for_the_api_key(browser: Browser, up_with_keys: Up, tmp_
         assert console.unexpected("status of 401") == []
     finally:
         context.close()
+
+
+def test_dashboard_lists_dead_letters_pending_then_replayed(
+    browser: Browser, up: Up, tmp_path: Path
+) -> None:
+    import paho.mqtt.client as mqtt  # noqa: PLC0415
+    from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="dead-letter-test")
+    client.connect("127.0.0.1", up.mqtt_port)
+    client.loop_start()
+    client.publish("iot/data", b'{"t": 21.5}', qos=1).wait_for_publish(timeout=10)
+    client.loop_stop()
+    client.disconnect()
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    console = Console(page)
+    try:
+        page.goto(f"{up.base}/")
+        row = page.locator("#rejected tbody tr").first
+        expect(row).to_contain_text("missing_field", timeout=15_000)
+        expect(row).to_contain_text("iot/data")
+        expect(row.locator(".badge")).to_have_text("pending")
+        # The rule that was missing, then the real replay command on the same database.
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(
+            'mappings:\n  - topic: "iot/data"\n    device_id: boiler-7\n'
+            '    readings: [{sensor_type: temperature, value: "$.t"}]\n'
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IOT_")}
+        env |= {
+            "IOT_DATABASE_URL": f"sqlite:///{tmp_path}/data/iot.db",
+            "IOT_MAPPINGS_FILE": str(rules),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "iotcollector", "rejected", "replay"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "1 stored" in done.stdout
+        expect(row.locator(".badge")).to_have_text("replayed", timeout=15_000)
+        assert console.unexpected() == []
+    finally:
+        context.close()

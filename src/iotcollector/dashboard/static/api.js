@@ -142,6 +142,11 @@ export class Api {
     return { devices, complete: false };
   }
 
+  /** The latest dead letters (newest first). */
+  rejected(limit = 20) {
+    return this.json("api/rejected", { params: { limit } });
+  }
+
   aggregate({ deviceId, sensorType, from, bucket, signal }) {
     return this.json("api/data/aggregate", {
       params: { device_id: deviceId, sensor_type: sensorType, from, bucket },

@@ -131,6 +131,35 @@ function renderDeviceFilter(devices) {
   select.value = ids.includes(selected) ? selected : "";
 }
 
+// --- dead letters ------------------------------------------------------------------------
+
+function renderRejected(letters) {
+  const now = api.now();
+  const rows = letters.map((letter) => {
+    const row = document.createElement("tr");
+    row.dataset.id = String(letter.id);
+    const received = document.createElement("td");
+    const time = document.createElement("time");
+    const at = Date.parse(letter.received_at);
+    time.dateTime = letter.received_at;
+    time.title = formatDateTime(at);
+    time.textContent = formatAgo(at, now);
+    received.append(time);
+    const topic = document.createElement("td");
+    topic.textContent = letter.topic;
+    const reason = document.createElement("td");
+    reason.className = "reason";
+    reason.textContent = letter.reason;
+    const replayed = document.createElement("td");
+    replayed.append(statusBadge(letter.replayed_at ? "replayed" : "pending"));
+    row.append(received, topic, reason, replayed);
+    return row;
+  });
+  document.querySelector("#rejected tbody").replaceChildren(...rows);
+  $("rejected-empty").hidden = letters.length > 0;
+  $("rejected-wrap").hidden = letters.length === 0;
+}
+
 // --- ingest counters ---------------------------------------------------------------------
 
 function renderIngest(text, devices) {
@@ -225,15 +254,19 @@ async function refreshCharts() {
 // --- the refresh loop --------------------------------------------------------------------
 
 async function tick() {
-  const [{ devices, complete }, metrics] = await Promise.all([
+  const [{ devices, complete }, metrics, rejected] = await Promise.all([
     api.devices(),
     api.metricsText().catch(() => null),
+    api.rejected().catch(() => null),
   ]);
   state.devices = devices;
   showContent();
   renderDevices(devices, complete);
   renderDeviceFilter(devices);
   renderIngest(metrics, devices);
+  if (rejected !== null) {
+    renderRejected(rejected.data);
+  }
   syncCharts();
   await refreshCharts();
   const online = devices.filter((d) => d.status === "online").length;
