@@ -10,7 +10,11 @@ class ConfigError(IotCollectorError):
 
 
 class StorageError(IotCollectorError):
-    """A database operation failed."""
+    """A database operation failed; ``code``: the SQLSTATE (PostgreSQL) or SQLite error name."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class TransientStorageError(StorageError):
@@ -18,7 +22,12 @@ class TransientStorageError(StorageError):
 
 
 class PermanentStorageError(StorageError):
-    """The data or the statement is wrong: retrying the same thing cannot succeed."""
+    """Retrying the same thing cannot succeed until someone changes something.
+
+    For one row's data the row is isolated (dead-lettered) and the rest lands. For a whole
+    batch (read-only database, missing privilege, schema mismatch) ingest stalls: nothing is
+    acknowledged, and at start-up the process exits.
+    """
 
 
 class MqttError(IotCollectorError):

@@ -211,6 +211,12 @@ class Metrics:
             namespace=ns,
             registry=registry,
         )
+        self.ingest_stalled = Gauge(
+            "ingest_stalled",
+            "1 while every write fails for a non-transient reason: nothing is acknowledged.",
+            namespace=ns,
+            registry=registry,
+        )
         self.ingest_lag = BulkHistogram(
             f"{ns}_ingest_lag_seconds",
             "Reading timestamp (device time) to commit.",

@@ -19,7 +19,7 @@ from iotcollector.api.context import ApiContext
 from iotcollector.api.server import HttpLimits, bounded_protocol
 from iotcollector.backoff import Backoff
 from iotcollector.config import ApiAuth
-from iotcollector.errors import StorageError
+from iotcollector.errors import PermanentStorageError, StorageError
 from iotcollector.ingest import codec
 from iotcollector.ingest.subscriber import Delivery, MqttSubscriber
 from iotcollector.ingest.tls import client_tls_context
@@ -28,6 +28,7 @@ from iotcollector.pipeline.mapped import MappedTopics
 from iotcollector.pipeline.pipeline import BatchLimits, Pipeline
 from iotcollector.pipeline.replay import ParseSettings, Replayer
 from iotcollector.storage.factory import open_storage
+from iotcollector.storage.migrations import SchemaTooNewError
 from iotcollector.storage.retention import RetentionTask, open_purger
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from iotcollector.storage.base import Database, DeadLetterFilter
 
 _PING_INTERVAL_S = 2.0
+_STUCK_AFTER_S = 5.0
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -97,6 +99,7 @@ class Service:
         self.metrics = Metrics(self._registry)
         self._storage: Database = open_storage(settings.database_url.get_secret_value())
         self._database_ok = False
+        self._exit_code = 0
         self._stop = asyncio.Event()
         self._mappings = mappings
         s = settings
@@ -151,7 +154,22 @@ class Service:
         )
 
     def readiness(self) -> dict[str, bool]:
-        return {"database": self._database_ok, "mqtt": self._subscriber.connected}
+        """Each check ``/readyz`` reports; ready when all hold.
+
+        ``writes``: the last batch was committed (a read-only database answers pings while
+        every write fails). ``pipeline``: not full with nothing committed for
+        ``_STUCK_AFTER_S`` (a collector draining a backlog at full speed is full often, and
+        ready).
+        """
+        pipeline = self._pipeline
+        full = self._subscriber.full or pipeline.paused
+        stuck = full and time.monotonic() - pipeline.last_commit > _STUCK_AFTER_S
+        return {
+            "database": self._database_ok,
+            "writes": not pipeline.writes_failing,
+            "mqtt": self._subscriber.connected,
+            "pipeline": not stuck,
+        }
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -265,7 +283,7 @@ class Service:
         ingest_task = asyncio.create_task(self._ingest(), name="ingest")
         stop_task = asyncio.create_task(self._stop.wait(), name="stop")
         await asyncio.wait({http_task, ingest_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-        exit_code = 0
+        exit_code = self._exit_code
         if http_task.done() and not self._stop.is_set():
             self._log.error("the HTTP server stopped unexpectedly")
             exit_code = 1
@@ -279,7 +297,10 @@ class Service:
         return exit_code
 
     async def _ingest(self) -> None:
-        await self._open_storage()
+        if not await self._open_storage():
+            self._exit_code = 1
+            self._stop.set()
+            return
         await self._remember_births()
         background = [
             asyncio.create_task(self._ping_loop(), name="db-ping"),
@@ -302,12 +323,20 @@ class Service:
             for task in background:
                 task.cancel()
 
-    async def _open_storage(self) -> None:
+    async def _open_storage(self) -> bool:
+        """Connect and migrate, retrying while the database is unavailable.
+
+        False (logged) when it can never work as configured: a schema newer than this code,
+        a failed migration, refused credentials. A supervisor restarts us; the log says why.
+        """
         backoff = Backoff(0.5, 30.0)
         while True:
             try:
                 await self._storage.open()
                 applied = await self._storage.migrate()
+            except PermanentStorageError as exc:
+                self._log.critical("cannot start: %s (%s)", exc, _startup_hint(exc))
+                return False
             except StorageError as exc:
                 delay = backoff.next_delay()
                 self._log.warning("database not available (%s); retrying in %.1f s", exc, delay)
@@ -316,7 +345,7 @@ class Service:
             if applied:
                 self._log.info("applied migrations %s", ", ".join(applied))
             self._database_ok = True
-            return
+            return True
 
     def _request_rebirth(self, topic: str, payload: bytes) -> None:
         """IOT_SPARKPLUG_REBIRTH: an edge node sent data with aliases no birth defined."""
@@ -391,3 +420,13 @@ class Service:
         ingest_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ingest_task
+
+
+def _startup_hint(exc: PermanentStorageError) -> str:
+    """What the operator should do about a start-up error that retrying cannot fix."""
+    if isinstance(exc, SchemaTooNewError):
+        return "the database was migrated by a newer iot-collector: run that version"
+    code = exc.code or ""
+    if code.startswith("28") or code == "3D000":
+        return "check the user, password and database name in IOT_DATABASE_URL"
+    return "fix the database (privileges, schema) and start again"

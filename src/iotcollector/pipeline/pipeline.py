@@ -124,8 +124,22 @@ class Pipeline(Generic[T]):
         self._closing = False
         self._abandon = False
         self._paused = False
+        # The current run of failed writes: (transient|permanent, SQLSTATE), and its length.
+        self._failing: tuple[str, str | None] | None = None
+        self._failures = 0
+        self.last_commit = time.monotonic()
         metrics.pipeline_queue_capacity.set(limits.max_pending)
         metrics.pipeline_queue_depth.set_function(lambda: self.pending)
+
+    @property
+    def writes_failing(self) -> bool:
+        """The last write failed (and none succeeded since)."""
+        return self._failing is not None
+
+    @property
+    def paused(self) -> bool:
+        """The pipeline asked the source to stop reading (too many queued rows or messages)."""
+        return self._paused
 
     @property
     def pending(self) -> int:
@@ -320,16 +334,7 @@ class Pipeline(Generic[T]):
             try:
                 result = await self._storage.write_batch(readings, dead, statuses or ())
             except StorageError as exc:
-                kind = "permanent" if isinstance(exc, PermanentStorageError) else "transient"
-                self._metrics.db_errors.labels(kind=kind).inc()
-                if attempt == 0 or attempt % 20 == 0:
-                    self._log.warning(
-                        "batch of %d readings not written (%s error, attempt %d), retrying: %s",
-                        len(readings),
-                        kind,
-                        attempt + 1,
-                        exc,
-                    )
+                self._write_failed(exc, attempt, len(readings))
                 if self._abandon:
                     raise _AbandonedError from exc
                 await asyncio.sleep(backoff.next_delay())
@@ -337,9 +342,52 @@ class Pipeline(Generic[T]):
                     raise _AbandonedError from exc
                 continue
             self._metrics.db_write_duration.observe(time.perf_counter() - started)
-            if attempt:
-                self._log.info("database writes succeed again after %d attempts", attempt + 1)
+            self.last_commit = time.monotonic()
+            if self._failing is not None:
+                self._log.info(
+                    "database writes succeed again after %d failed attempts (last error: %s)",
+                    self._failures,
+                    _kind_text(self._failing),
+                )
+                self._failing = None
+                self._failures = 0
+                self._metrics.ingest_stalled.set(0)
             return result
+
+    def _write_failed(self, exc: StorageError, attempt: int, readings: int) -> None:
+        """Count the error; log it when its kind (transient/permanent, code) changes.
+
+        A permanent error here fails the whole batch (one bad row is isolated by the storage):
+        retrying waits for someone to fix the database, and meanwhile ingest is stalled.
+        """
+        permanent = isinstance(exc, PermanentStorageError)
+        kind = ("permanent" if permanent else "transient", exc.code)
+        self._metrics.db_errors.labels(kind=kind[0]).inc()
+        self._metrics.ingest_stalled.set(1 if permanent else 0)
+        self._failures += 1
+        if kind != self._failing:
+            self._failing = kind
+            if permanent:
+                self._log.critical(
+                    "ingest stalled: the database refuses every write (%s): %s. Nothing is "
+                    "acknowledged, the broker keeps the messages; retrying every %.0f s. "
+                    "Runbook: docs/runbooks/database-permanent-errors.md",
+                    _kind_text(kind),
+                    exc,
+                    self._limits.retry_max_s,
+                )
+            else:
+                self._log.warning(
+                    "database writes fail (%s), retrying with backoff: %s", _kind_text(kind), exc
+                )
+        elif attempt and attempt % 20 == 0:
+            self._log.warning(
+                "batch of %d readings still not written after %d attempts (%s): %s",
+                readings,
+                attempt + 1,
+                _kind_text(kind),
+                exc,
+            )
 
     async def close(self, timeout_s: float) -> bool:
         """Stop taking messages, commit what is queued; True if all of it was committed."""
@@ -359,6 +407,10 @@ class Pipeline(Generic[T]):
                 self.pending,
             )
         return drained
+
+
+def _kind_text(kind: tuple[str, str | None]) -> str:
+    return f"{kind[0]} error, code {kind[1]}" if kind[1] else f"{kind[0]} error"
 
 
 class PipelineBusyError(IotCollectorError):

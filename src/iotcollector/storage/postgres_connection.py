@@ -9,12 +9,16 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection
 
-from iotcollector.errors import TransientStorageError
-from iotcollector.storage.postgres_errors import translate_error
+from iotcollector.errors import PermanentStorageError, TransientStorageError
+from iotcollector.storage.postgres_errors import refused_login_sqlstate, translate_error
 
 
 async def connect(url: str, timeout_s: float) -> AsyncConnection[Any]:
-    """An autocommit connection; a refused or unreachable server is a transient error."""
+    """An autocommit connection.
+
+    An unreachable or starting server is a transient error; refused credentials (or a
+    database that does not exist) are permanent: retrying them cannot succeed.
+    """
     try:
         async with asyncio.timeout(timeout_s):
             return await AsyncConnection.connect(
@@ -30,10 +34,13 @@ async def connect(url: str, timeout_s: float) -> AsyncConnection[Any]:
             )
     except Exception as exc:
         error = translate_error(exc, "connect")
-        if not isinstance(error, TransientStorageError) and isinstance(
+        refused = refused_login_sqlstate(exc)
+        if refused is not None:
+            error = PermanentStorageError(str(error), refused)
+        elif not isinstance(error, TransientStorageError) and isinstance(
             exc, psycopg.OperationalError
         ):
-            error = TransientStorageError(str(error))
+            error = TransientStorageError(str(error), error.code)
         raise error from exc
 
 

@@ -3,6 +3,8 @@ or permanent, by SQLSTATE; and translated into the project's storage errors."""
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 
 from iotcollector.errors import PermanentStorageError, StorageError, TransientStorageError
@@ -83,4 +85,28 @@ def translate_error(exc: BaseException, doing: str) -> StorageError:
     kind = TransientStorageError if is_transient_error(exc) else PermanentStorageError
     sqlstate = exc.sqlstate if isinstance(exc, psycopg.Error) else None
     code = f" [{sqlstate}]" if sqlstate else ""
-    return kind(f"postgresql {doing} failed{code}: {error_message(exc)}")
+    return kind(f"postgresql {doing} failed{code}: {error_message(exc)}", sqlstate)
+
+
+# libpq reports a refused login without a SQLSTATE: the server's FATAL message tells why.
+_REFUSED_LOGIN = (
+    (re.compile(r"password authentication failed"), "28P01"),
+    (re.compile(r"no pg_hba\.conf entry"), "28000"),
+    (re.compile(r"certificate authentication failed"), "28000"),
+    (re.compile(r'role ".*" does not exist'), "28000"),
+    (re.compile(r'database ".*" does not exist'), "3D000"),
+    (re.compile(r"permission denied for database"), "42501"),
+)
+
+
+def refused_login_sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a login the server refused (credentials, or no such database)."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return None
+    _, fatal, reason = str(exc).partition("FATAL:")
+    if not fatal:
+        return None
+    for pattern, sqlstate in _REFUSED_LOGIN:
+        if pattern.search(reason):
+            return sqlstate
+    return None

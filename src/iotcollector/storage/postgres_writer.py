@@ -211,10 +211,11 @@ class PostgresWriter:
                 await self._drop_writer()
                 raise
             except Exception as exc:
-                error = translate_error(exc, "write")
-                if isinstance(error, TransientStorageError) or isinstance(exc, TimeoutError):
-                    await self._drop_writer()
-                raise error from exc
+                # The whole batch failed: the next attempt starts on a fresh connection, which
+                # also picks up settings fixed meanwhile (default_transaction_read_only, a
+                # failover, new privileges).
+                await self._drop_writer()
+                raise translate_error(exc, "write") from exc
 
     async def _write(
         self,

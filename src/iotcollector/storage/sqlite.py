@@ -116,7 +116,7 @@ def translate_sqlite_error(exc: BaseException, doing: str) -> StorageError:
     if isinstance(exc, StorageError):
         return exc
     kind = TransientStorageError if is_transient_sqlite_error(exc) else PermanentStorageError
-    return kind(f"sqlite {doing} failed: {exc}")
+    return kind(f"sqlite {doing} failed: {exc}", getattr(exc, "sqlite_errorname", None))
 
 
 class SqliteStorage:

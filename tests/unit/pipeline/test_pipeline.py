@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 
 from iotcollector.domain.reading import Reading
-from iotcollector.errors import TransientStorageError
+from iotcollector.errors import PermanentStorageError, StorageError, TransientStorageError
 from iotcollector.metrics import Metrics
 from iotcollector.pipeline.pipeline import BatchLimits, Pipeline
 from iotcollector.storage.base import WriteResult
@@ -19,12 +19,15 @@ from iotcollector.storage.base import WriteResult
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    import pytest
+
     from iotcollector.domain.reading import DeadLetter, StatusChange
 
 
 class FakeStorage:
-    def __init__(self, failures: int = 0) -> None:
+    def __init__(self, failures: int = 0, errors: Sequence[StorageError] = ()) -> None:
         self.failures = failures
+        self.errors = list(errors)
         self.batches: list[tuple[int, int]] = []
         self.statuses: list[tuple[str, str]] = []
         self.stored: list[Reading] = []
@@ -40,6 +43,8 @@ class FakeStorage:
         statuses: Sequence[StatusChange] = (),
     ) -> WriteResult:
         await self.gate.wait()
+        if self.errors:
+            raise self.errors.pop(0)
         if self.failures:
             self.failures -= 1
             raise TransientStorageError("connection refused")
@@ -137,6 +142,43 @@ async def test_no_ack_before_commit_and_retry_transient_errors() -> None:
     assert h.acked == [0, 1, 2, 3, 4]
     assert h.value("iotcollector_db_errors_total", kind="transient") == 3
     assert h.value("iotcollector_readings_stored_total") == 5
+    await task
+
+
+async def test_each_change_of_error_kind_is_logged_and_a_permanent_one_stalls_ingest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    errors: list[StorageError] = [
+        TransientStorageError("connection refused", None),
+        TransientStorageError("terminated [57P01]", "57P01"),
+        TransientStorageError("terminated [57P01]", "57P01"),
+        PermanentStorageError("read-only [25006]", "25006"),
+        PermanentStorageError("read-only [25006]", "25006"),
+    ]
+    storage = FakeStorage(errors=errors)
+    h = Harness(storage, BatchLimits(max_size=5, max_delay_s=0.01, retry_min_s=0.01))
+    stalled: list[float] = []
+    task = asyncio.create_task(h.pipeline.run())
+    with caplog.at_level(logging.INFO, logger="test"):
+        _submit(h, _msg(1), 1)
+        while storage.errors:
+            stalled.append(h.value("iotcollector_ingest_stalled"))
+            assert h.pipeline.writes_failing or len(storage.errors) == len(errors)
+            assert h.acked == []
+            await asyncio.sleep(0.005)
+        assert await h.pipeline.close(5)
+    assert h.acked == [1]
+    assert not h.pipeline.writes_failing
+    assert stalled[-1] == 1
+    assert h.value("iotcollector_ingest_stalled") == 0
+    assert h.value("iotcollector_db_errors_total", kind="permanent") == 2
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in lines] == ["WARNING", "WARNING", "CRITICAL", "INFO"]
+    assert "transient error" in lines[0][1]
+    assert "transient error, code 57P01" in lines[1][1]
+    assert lines[2][1].startswith("ingest stalled: the database refuses every write")
+    assert "permanent error, code 25006" in lines[2][1]
+    assert "after 5 failed attempts" in lines[3][1]
     await task
 
 

@@ -11,6 +11,7 @@ from iotcollector.storage.postgres_errors import (
     is_row_sqlstate,
     is_transient_error,
     is_transient_sqlstate,
+    refused_login_sqlstate,
     translate_error,
 )
 
@@ -94,3 +95,28 @@ def test_translated_message_names_the_operation_and_sqlstate() -> None:
 def test_storage_errors_pass_through() -> None:
     original = TransientStorageError("already translated")
     assert translate_error(original, "write") is original
+
+
+@pytest.mark.parametrize(
+    ("fatal", "sqlstate"),
+    [
+        ('password authentication failed for user "iot"', "28P01"),
+        ('role "nobody" does not exist', "28000"),
+        ('no pg_hba.conf entry for host "10.0.0.1", user "iot", database "iot"', "28000"),
+        ('database "nosuchdb" does not exist', "3D000"),
+        ('permission denied for database "iot"', "42501"),
+        ("the database system is starting up", None),
+    ],
+)
+def test_a_refused_login_is_recognised_by_its_fatal_message(
+    fatal: str, sqlstate: str | None
+) -> None:
+    exc = psycopg.OperationalError(
+        f'connection failed: connection to server at "127.0.0.1", port 5432 failed: FATAL:  {fatal}'
+    )
+    assert refused_login_sqlstate(exc) == sqlstate
+
+
+def test_an_unreachable_server_is_not_a_refused_login() -> None:
+    exc = psycopg.OperationalError("connection failed: Connection refused")
+    assert refused_login_sqlstate(exc) is None
