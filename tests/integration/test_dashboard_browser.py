@@ -1,4 +1,4 @@
-"""The built-in dashboard in real headless Chromium against a real ``iot-collector up``.
+"""The built-in dashboard and the API docs in real headless Chromium against a real ``up``.
 
 Issue 8, acceptance 2: against ``iot-collector up --simulate 5`` (the devices are simulated
 by the command itself), the page loads, lists the devices as online, draws a chart with data
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import ConsoleMessage, Page, Route, expect, sync_playwright
 
 from support.mosquitto import free_port
 
@@ -277,6 +277,40 @@ def test_dashboard_shows_live_devices_charts_and_counters(
 
         _screenshots_keyboard_phone_and_dark(page, _artifacts(tmp_path))
 
+        assert console.unexpected() == []
+    finally:
+        context.close()
+
+
+def test_api_docs_render_with_the_network_cut(browser: Browser, up: Up, tmp_path: Path) -> None:
+    """Issue 14: /docs is Swagger UI from the package; every request elsewhere is aborted."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    elsewhere: list[str] = []
+
+    def only_the_collector(route: Route) -> None:
+        if route.request.url.startswith(up.base + "/"):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_the_collector)
+    page = context.new_page()
+    console = Console(page)
+    try:
+        response = page.goto(f"{up.base}/docs")
+        assert response is not None
+        assert response.ok
+        operations = page.locator(".opblock")
+        expect(operations.first).to_be_visible(timeout=15_000)
+        paths = set(page.locator(".opblock-summary-path").all_inner_texts())
+        assert {"/api/data", "/api/devices", "/healthz"} <= {p.replace("\u200b", "") for p in paths}
+        expect(page.locator(".opblock-get").first).to_be_visible()
+        expect(page.locator(".opblock-post").first).to_be_visible()
+        screenshot = _artifacts(tmp_path) / "api-docs-offline.png"
+        page.screenshot(path=str(screenshot))
+        print(f"screenshot: {screenshot}")
+        assert elsewhere == []
         assert console.unexpected() == []
     finally:
         context.close()

@@ -24,7 +24,7 @@ from iotcollector.api.routes.devices import devices_router
 from iotcollector.api.routes.rejected import rejected_router
 from iotcollector.api.schemas import UNAUTHORIZED, Health
 from iotcollector.api.security import SecurityHeadersMiddleware
-from iotcollector.dashboard import dashboard_router
+from iotcollector.dashboard import dashboard_router, docs_router, load_assets
 from iotcollector.errors import StorageError, TransientStorageError
 
 if TYPE_CHECKING:
@@ -97,7 +97,14 @@ def create_app(*, readiness: Readiness, metrics: Metrics, api: ApiContext | None
 
     Without ``api`` only the health, readiness and metrics endpoints exist.
     """
-    app = FastAPI(title="iot-collector", version=__version__, description=_DESCRIPTION)
+    # /docs is Swagger UI from the package (no CDN: collectors often run offline); no ReDoc.
+    app = FastAPI(
+        title="iot-collector",
+        version=__version__,
+        description=_DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+    )
     _add_error_handlers(app, api.logger if api is not None else None)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive", response_model=Health)
@@ -149,8 +156,10 @@ def create_app(*, readiness: Readiness, metrics: Metrics, api: ApiContext | None
 
         for router in (data_router(api), devices_router(api), rejected_router(api)):
             app.include_router(router, dependencies=dependencies, responses=responses)
-        # The page at / needs no key: it asks for one and sends it with each /api request.
-        app.include_router(dashboard_router())
+    assets = load_assets()
+    app.include_router(docs_router(assets))
+    # The page at / needs no key: it asks for one and sends it with each /api request.
+    app.include_router(dashboard_router(assets, page=api is not None))
 
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     app.add_middleware(SecurityHeadersMiddleware)  # outermost: error answers get them too

@@ -4,9 +4,8 @@ Every response gets ``X-Content-Type-Options: nosniff`` (no content sniffing of 
 into HTML), ``Referrer-Policy: no-referrer``, ``X-Frame-Options: DENY`` and a Content Security
 Policy with ``frame-ancestors 'none'`` (no framing, no click-jacking), and the cross-origin
 isolation headers. The policy is strict (``default-src 'self'``, no inline script or style): the
-dashboard at ``/`` loads only its own files. The interactive API docs (``/docs``, ``/redoc``)
-are FastAPI's pages, which load Swagger UI / ReDoc from a CDN with an inline bootstrap script,
-so they alone get a policy that allows that CDN. ``/api/*`` answers are ``Cache-Control:
+dashboard at ``/`` and the API docs at ``/docs`` (Swagger UI from the package, no CDN) load only
+their own files and send their own policies. ``/api/*`` answers are ``Cache-Control:
 no-store``: readings and device lists must not sit in shared or browser caches.
 
 A header the route has set itself is left alone (the dashboard sends its own policy), and
@@ -21,23 +20,14 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["API_CACHE_CONTROL", "CONTENT_SECURITY_POLICY", "DOCS_CSP", "SecurityHeadersMiddleware"]
+__all__ = ["API_CACHE_CONTROL", "CONTENT_SECURITY_POLICY", "SecurityHeadersMiddleware"]
 
 CONTENT_SECURITY_POLICY: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
-_CDN: Final = "https://cdn.jsdelivr.net"
-DOCS_CSP: Final = (
-    f"default-src 'self'; script-src 'self' 'unsafe-inline' {_CDN}; "
-    f"style-src 'self' 'unsafe-inline' {_CDN} https://fonts.googleapis.com; "
-    "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
-    f"{_CDN}; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
 API_CACHE_CONTROL: Final = "no-store"
-_DOCS_PATHS: Final = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 # The dashboard's scripts and styles: a policy only means something on a document (the page
 # at / has its own, from the dashboard router).
 _ASSETS: Final = "/dashboard/"
@@ -64,8 +54,7 @@ class SecurityHeadersMiddleware:
         path: str = scope.get("path", "")
         extra = list(_COMMON)
         if not path.startswith(_ASSETS):
-            csp = DOCS_CSP if path in _DOCS_PATHS else CONTENT_SECURITY_POLICY
-            extra.append((b"content-security-policy", csp.encode()))
+            extra.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
         if path == "/api" or path.startswith("/api/"):
             extra.append((b"cache-control", API_CACHE_CONTROL.encode()))
 

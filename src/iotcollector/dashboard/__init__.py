@@ -1,5 +1,6 @@
-"""The built-in live dashboard: a static page at ``/`` that reads the public HTTP API."""
+"""The built-in pages: the live dashboard at ``/`` that reads the public HTTP API, and the API
+docs at ``/docs`` (Swagger UI, vendored)."""
 
-from iotcollector.dashboard.routes import ASSET_PREFIX, dashboard_router
+from iotcollector.dashboard.routes import ASSET_PREFIX, dashboard_router, docs_router, load_assets
 
-__all__ = ["ASSET_PREFIX", "dashboard_router"]
+__all__ = ["ASSET_PREFIX", "dashboard_router", "docs_router", "load_assets"]

@@ -1,4 +1,5 @@
-"""Serve the dashboard's packaged files: the page at ``/``, its assets under ``/dashboard/``.
+"""Serve the packaged pages: the dashboard at ``/``, the API docs at ``/docs`` (Swagger UI,
+vendored: no CDN, they work offline), and their files under ``/dashboard/``.
 
 The files are read once from the installed package (they are package data in the wheel) and
 served from memory, with an ETag (answered by 304 when unchanged) and a gzip variant for
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from dataclasses import dataclass
 from importlib.resources import files
 from typing import TYPE_CHECKING, Final
 
@@ -22,10 +22,19 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
     from importlib.resources.abc import Traversable
 
-__all__ = ["ASSET_PREFIX", "CONTENT_SECURITY_POLICY", "Asset", "dashboard_router", "load_assets"]
+__all__ = [
+    "ASSET_PREFIX",
+    "CONTENT_SECURITY_POLICY",
+    "DOCS_CONTENT_SECURITY_POLICY",
+    "Asset",
+    "dashboard_router",
+    "docs_router",
+    "load_assets",
+]
 
 ASSET_PREFIX: Final = "/dashboard/"
 INDEX: Final = "index.html"
+DOCS: Final = "docs.html"
 
 _MEDIA_TYPES: Final = {
     ".html": "text/html; charset=utf-8",
@@ -33,6 +42,7 @@ _MEDIA_TYPES: Final = {
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
     ".md": "text/plain; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
     "": "text/plain; charset=utf-8",  # LICENSE
 }
 _COMPRESS_ABOVE: Final = 1024
@@ -43,6 +53,13 @@ CONTENT_SECURITY_POLICY: Final = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
+# Swagger UI sets style attributes and shows its icons as data: URIs; still nothing from
+# elsewhere and no inline script.
+DOCS_CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
 _COMMON_HEADERS: Final = {
     # Always revalidate (cheap: 304 by ETag), so an upgraded collector never serves a page
     # that mixes old and new modules.
@@ -52,26 +69,32 @@ _COMMON_HEADERS: Final = {
 }
 
 
-@dataclass(frozen=True, slots=True)
 class Asset:
-    """One file of the dashboard, ready to send."""
+    """One packaged file, ready to send; its gzip variant is made at its first request (the
+    Swagger UI bundle takes 0.2 s to compress, which every app built would otherwise pay)."""
 
-    body: bytes
-    media_type: str
-    etag: str
-    gzipped: bytes | None = None
+    __slots__ = ("_gzipped", "body", "etag", "media_type")
+
+    def __init__(self, body: bytes, media_type: str, etag: str) -> None:
+        self.body = body
+        self.media_type = media_type
+        self.etag = etag
+        self._gzipped: bytes | bool | None = len(body) > _COMPRESS_ABOVE  # True: to be made
 
     @classmethod
     def of(cls, name: str, body: bytes) -> Asset:
         suffix = name[name.rfind(".") :] if "." in name.rsplit("/", 1)[-1] else ""
         media_type = _MEDIA_TYPES.get(suffix, "application/octet-stream")
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-        gzipped = None
-        if len(body) > _COMPRESS_ABOVE:
-            packed = gzip.compress(body, compresslevel=9, mtime=0)
-            if len(packed) < len(body):
-                gzipped = packed
-        return cls(body, media_type, etag, gzipped)
+        return cls(body, media_type, etag)
+
+    @property
+    def gzipped(self) -> bytes | None:
+        """The gzip variant, or None when it would not be smaller (or the file is small)."""
+        if self._gzipped is True:
+            packed = gzip.compress(self.body, compresslevel=9, mtime=0)
+            self._gzipped = packed if len(packed) < len(self.body) else None
+        return self._gzipped or None
 
 
 def _walk(root: Traversable, prefix: str = "") -> Iterator[tuple[str, Traversable]]:
@@ -115,8 +138,9 @@ def _send(asset: Asset, request: Request, extra: Mapping[str, str] | None = None
     return Response(body, media_type=asset.media_type, headers=headers)
 
 
-def dashboard_router(assets: Mapping[str, Asset] | None = None) -> APIRouter:
-    """``GET /`` (the page) and ``GET /dashboard/<file>`` (its scripts, styles, licences).
+def dashboard_router(assets: Mapping[str, Asset] | None = None, *, page: bool = True) -> APIRouter:
+    """``GET /`` (the page, unless not ``page``) and ``GET /dashboard/<file>`` (the scripts,
+    styles and licences of the dashboard and of the API docs).
 
     Not in the OpenAPI document, and never behind the API keys: the page itself asks for one.
     """
@@ -124,9 +148,11 @@ def dashboard_router(assets: Mapping[str, Asset] | None = None) -> APIRouter:
     page_headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Frame-Options": "DENY"}
     router = APIRouter(include_in_schema=False)
 
-    @router.api_route("/", methods=["GET", "HEAD"])
-    async def dashboard_page(request: Request) -> Response:
-        return _send(served[INDEX], request, page_headers)
+    if page:
+
+        @router.api_route("/", methods=["GET", "HEAD"])
+        async def dashboard_page(request: Request) -> Response:
+            return _send(served[INDEX], request, page_headers)
 
     @router.api_route(ASSET_PREFIX + "{name:path}", methods=["GET", "HEAD"])
     async def dashboard_asset(name: str, request: Request) -> Response:
@@ -134,5 +160,19 @@ def dashboard_router(assets: Mapping[str, Asset] | None = None) -> APIRouter:
         if asset is None:
             raise HTTPException(status_code=404, detail="no such dashboard file")
         return _send(asset, request, page_headers if name == INDEX else None)
+
+    return router
+
+
+def docs_router(assets: Mapping[str, Asset] | None = None) -> APIRouter:
+    """``GET /docs``: Swagger UI from the package, reading ``/openapi.json``; its scripts are
+    under ``/dashboard/`` (:func:`dashboard_router`)."""
+    served = dict(assets) if assets is not None else load_assets()
+    headers = {"Content-Security-Policy": DOCS_CONTENT_SECURITY_POLICY, "X-Frame-Options": "DENY"}
+    router = APIRouter(include_in_schema=False)
+
+    @router.api_route("/docs", methods=["GET", "HEAD"])
+    async def docs_page(request: Request) -> Response:
+        return _send(served[DOCS], request, headers)
 
     return router

@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry
 from iotcollector.api.app import create_app
 from iotcollector.api.auth import ApiKeys
 from iotcollector.api.context import ApiContext
-from iotcollector.api.security import CONTENT_SECURITY_POLICY, DOCS_CSP
+from iotcollector.api.security import CONTENT_SECURITY_POLICY
+from iotcollector.dashboard.routes import DOCS_CONTENT_SECURITY_POLICY
 from iotcollector.metrics import Metrics
 from iotcollector.storage.base import DeviceRecord, WriteResult
 
@@ -115,10 +116,15 @@ async def test_other_routes_get_the_headers_too(path: str) -> None:
     assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
 
 
-async def test_the_docs_pages_may_load_their_cdn_and_nothing_else() -> None:
+async def test_the_docs_page_loads_its_own_files_and_nothing_else() -> None:
     async with _client() as client:
         response = await client.get("/docs")
+        redoc = await client.get("/redoc")
     assert response.status_code == 200
     _common(response)
-    assert response.headers["content-security-policy"] == DOCS_CSP
-    assert "https://cdn.jsdelivr.net" in response.text
+    policy = response.headers["content-security-policy"]
+    assert policy == DOCS_CONTENT_SECURITY_POLICY
+    assert "http" not in policy
+    assert "unsafe-inline" not in policy.split("script-src", 1)[1].split(";", 1)[0]
+    assert "http" not in response.text
+    assert redoc.status_code == 404

@@ -172,6 +172,23 @@ def test_every_file_the_page_and_its_modules_name_is_packaged() -> None:
     assert not re.search(r"https?://", index), "the page must not load anything from elsewhere"
 
 
+def test_the_docs_page_names_only_packaged_files() -> None:
+    assets = load_assets()
+    page = assets["docs.html"].body.decode()
+    named = re.findall(r'(?:href|src)="dashboard/([^"]+)"', page)
+    assert "vendor/swagger-ui/swagger-ui-bundle.js" in named
+    assert [name for name in named if name not in assets] == []
+    assert not re.search(r"https?://", page)
+
+
+def test_vendored_swagger_ui_keeps_its_licence_and_recorded_version() -> None:
+    assets = load_assets()
+    assert b"Apache License" in assets["vendor/swagger-ui/LICENSE"].body
+    assert b"sourceMappingURL" not in assets["vendor/swagger-ui/swagger-ui-bundle.js"].body
+    version = assets["vendor/swagger-ui/VERSION"].body.decode().split()[1]
+    assert f"swagger-ui-dist@{version}" in DOCS.read_text()
+
+
 def test_the_vendored_chart_library_keeps_its_licence_and_recorded_version() -> None:
     assets = load_assets()
     assert b"The MIT License" in assets["vendor/uplot/LICENSE"].body
@@ -186,8 +203,11 @@ def test_a_package_without_the_page_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_router_serves_given_assets() -> None:
-    router = dashboard_router({"index.html": Asset.of("index.html", b"<p>hi</p>")})
+    assets = {"index.html": Asset.of("index.html", b"<p>hi</p>")}
+    router = dashboard_router(assets)
     assert {getattr(r, "path", None) for r in router.routes} == {"/", "/dashboard/{name:path}"}
+    without_page = dashboard_router(assets, page=False)
+    assert {getattr(r, "path", None) for r in without_page.routes} == {"/dashboard/{name:path}"}
 
 
 @pytest.mark.parametrize(
