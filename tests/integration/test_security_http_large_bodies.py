@@ -135,6 +135,7 @@ def test_five_huge_bodies_at_once_keep_memory_bounded_and_healthz_fast(
         f"answers {sorted({len(a.content) for a in answers})} B"
     )
     assert [a.status_code for a in answers] == [422] * 5
+    assert {a.json()["error"]["details"][0]["code"] for a in answers} == {"too_many_readings"}
     assert all(len(a.content) < 20_000 for a in answers)
     assert peak < RSS_BOUND
     assert latencies[-1] < HEALTHZ_BOUND_S

@@ -17,7 +17,6 @@ from support.mosquitto import MosquittoServer, mosquitto_available
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 pytestmark = [
     pytest.mark.integration,
@@ -27,6 +26,7 @@ pytestmark = [
 API_KEY = "limits-key-Xc8Vb2Nm5Lk7Jh4G"
 HEAD_TIMEOUT_S = 2
 MAX_CONNECTIONS = 60
+KEEPALIVE_S = 1
 # Generous: the collector idles at 60-90 MB; without limits the header flood took it to 1 GB.
 RSS_BOUND = 200 * 1024 * 1024
 
@@ -46,6 +46,7 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
             "IOT_API_KEYS": API_KEY,
             "IOT_HTTP_HEADER_TIMEOUT_S": str(HEAD_TIMEOUT_S),
             "IOT_HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+            "IOT_HTTP_KEEPALIVE_S": str(KEEPALIVE_S),
         },
     ).start()
     try:
@@ -206,8 +207,27 @@ def test_connections_beyond_the_limit_are_answered_503_and_closed(
         time.sleep(0.1)
 
 
-def test_keep_alive_requests_still_work(collector: Collector, tmp_path: Path) -> None:
-    del tmp_path
+def test_pipelined_requests_are_all_answered(collector: Collector) -> None:
+    one = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    with _connect(collector) as sock:
+        sock.sendall(one * 3 + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answers = _read_answer(sock)
+    assert answers.count(b"HTTP/1.1 200 OK") == 4, answers[:500]
+
+
+def test_an_idle_keep_alive_connection_is_closed(collector: Collector) -> None:
+    with _connect(collector) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(KEEPALIVE_S * 5)
+        started = time.monotonic()
+        answer = _read_answer(sock)  # returns when the server closes
+        idle = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert b"408" not in answer
+    assert idle < KEEPALIVE_S * 4
+
+
+def test_keep_alive_requests_still_work(collector: Collector) -> None:
     with httpx.Client(base_url=collector.base_url, timeout=5) as client:
         for _ in range(5):
             assert client.get("/healthz").status_code == 200

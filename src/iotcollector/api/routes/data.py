@@ -38,15 +38,16 @@ from iotcollector.api.schemas import (
     error_example,
     error_response,
 )
-from iotcollector.domain.parse import parse_message
+from iotcollector.domain.array_items import more_items_than
+from iotcollector.domain.parse import RejectionCode, parse_message
+from iotcollector.domain.reading import ParseResult, Rejection
 from iotcollector.errors import IotCollectorError
 from iotcollector.storage.base import Position, ReadingFilter
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from iotcollector.api.context import ApiContext
-    from iotcollector.domain.reading import Rejection
     from iotcollector.storage.base import StoredReading
 
 MAX_LIMIT = 10_000
@@ -175,6 +176,18 @@ def invalid_readings(rejections: list[Rejection]) -> ApiError:
         listed,
         count=len(rejections),
     )
+
+
+def _parse_large(body: bytes, parse: Callable[[], ParseResult], max_readings: int) -> ParseResult:
+    """A large body: an array of too many items is refused from its first pieces, without
+    decoding it whole (domain/array_items.py); anything else is parsed as usual."""
+    if more_items_than(body, max_readings):
+        detail = (
+            f"message holds more than {max_readings} array items, more than the limit of "
+            f"{max_readings} (IOT_MAX_READINGS_PER_MESSAGE)"
+        )
+        return ParseResult(rejections=[Rejection(RejectionCode.TOO_MANY_READINGS.value, detail)])
+    return parse()
 
 
 def data_router(ctx: ApiContext) -> APIRouter:
@@ -337,7 +350,9 @@ def _add_post_data(router: APIRouter, ctx: ApiContext) -> None:
             # Off the event loop (MQTT ingest and other requests go on), one at a time (the
             # parsed document of a 1 MiB body can take tens of MB until it is validated).
             async with large_bodies:
-                result = await asyncio.to_thread(parse)
+                result = await asyncio.to_thread(
+                    _parse_large, body, parse, ctx.max_readings_per_message
+                )
         if result.rejections:
             raise invalid_readings(result.rejections)
         try:
