@@ -232,28 +232,45 @@ class Pipeline(Generic[T]):
         return await asyncio.shield(future)
 
     async def run(self) -> None:
-        """Write batches until closed and drained (or abandoned at the shutdown deadline)."""
-        limits = self._limits
+        """Write batches until closed and drained (or abandoned at the shutdown deadline).
+
+        Fair: when an HTTP write waits and an MQTT batch is due (full or old enough), they
+        take turns, so neither a steady stream of POSTs nor a backlog of MQTT messages
+        starves the other.
+        """
+        direct_last = False
         while not self._abandon:
-            if self._direct:
+            due = self._batch_due()
+            if self._direct and not (due and direct_last):
+                direct_last = True
                 await self._write_direct(*self._direct.popleft())
                 continue
-            if not self._items:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
+            if due:
+                direct_last = False
+                await self._write_next_batch()
                 continue
-            age = time.monotonic() - self._items[0].queued_at
-            if self._rows < limits.max_size and age < limits.max_delay_s and not self._closing:
-                self._wakeup.clear()
-                try:
-                    async with asyncio.timeout(limits.max_delay_s - age):
-                        await self._wakeup.wait()
-                except TimeoutError:
-                    pass
-                continue
-            await self._write_next_batch()
+            if not self._items and self._closing:
+                return
+            self._wakeup.clear()
+            wait = (
+                self._limits.max_delay_s - (time.monotonic() - self._items[0].queued_at)
+                if self._items
+                else None
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wakeup.wait()
+
+    def _batch_due(self) -> bool:
+        """An MQTT batch is to be written now: full, old enough, or we are closing."""
+        if not self._items:
+            return False
+        limits = self._limits
+        return (
+            self._closing
+            or self._rows >= limits.max_size
+            or time.monotonic() - self._items[0].queued_at >= limits.max_delay_s
+        )
 
     async def _write_direct(
         self, readings: list[Reading], future: asyncio.Future[WriteResult]

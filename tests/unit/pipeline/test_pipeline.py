@@ -35,6 +35,7 @@ class FakeStorage:
         self.gate = asyncio.Event()
         self.gate.set()
         self.seen: set[tuple[str, str, object]] = set()
+        self.write_delay_s = 0.0
 
     async def write_batch(
         self,
@@ -43,6 +44,8 @@ class FakeStorage:
         statuses: Sequence[StatusChange] = (),
     ) -> WriteResult:
         await self.gate.wait()
+        if self.write_delay_s:
+            await asyncio.sleep(self.write_delay_s)
         if self.errors:
             raise self.errors.pop(0)
         if self.failures:
@@ -317,6 +320,36 @@ async def test_direct_write_returns_after_commit_with_its_own_counts() -> None:
     result = await h.pipeline.write(readings)
     assert (result.stored, result.duplicates) == (1, 1)
     assert storage.batches == [(2, 0)]
+    assert await h.pipeline.close(1)
+    await task
+
+
+async def test_sustained_http_writes_do_not_starve_mqtt_batches() -> None:
+    storage = FakeStorage()
+    storage.write_delay_s = 0.002
+    h = Harness(storage, BatchLimits(max_size=100, max_delay_s=0.01, max_direct=64))
+    task = asyncio.create_task(h.pipeline.run())
+    ts = datetime(2026, 1, 1, tzinfo=UTC)
+    stop = asyncio.Event()
+    posts = 0
+
+    async def client() -> None:  # one HTTP client, always another write waiting
+        nonlocal posts
+        while not stop.is_set():
+            await h.pipeline.write([Reading("http", "t", float(posts), "", ts)])
+            posts += 1
+
+    clients = [asyncio.create_task(client()) for _ in range(8)]
+    await asyncio.sleep(0.05)
+    for i in range(20):
+        _submit(h, _msg(i), i)
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.1)
+    acked_under_load = list(h.acked)
+    stop.set()
+    await asyncio.gather(*clients)
+    assert acked_under_load == list(range(20))  # every MQTT message committed under the load
+    assert posts > 50  # and the HTTP writes kept going meanwhile
     assert await h.pipeline.close(1)
     await task
 
