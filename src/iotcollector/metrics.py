@@ -33,8 +33,8 @@ _LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3
 class FastCounter(Collector):
     """A counter for the per-message hot path: a plain ``int``, read at scrape time.
 
-    prometheus_client's Counter takes a lock per ``inc`` (~0.5 µs); the collector is one
-    event-loop thread, so ``value += n`` is enough here.
+    prometheus_client's Counter takes a lock per ``inc``; the collector is one event-loop
+    thread, so ``value += n`` is enough here.
     """
 
     def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
@@ -135,7 +135,7 @@ class BrokerStats(Collector):
 
 
 class Metrics:
-    """Every metric of design §5. One instance per process (or per test)."""
+    """Every metric (README, "Operations"). One instance per process (or per test)."""
 
     def __init__(self, registry: CollectorRegistry, *, process_metrics: bool = True) -> None:
         self.registry = registry

@@ -61,10 +61,9 @@ def _tune_gc() -> None:
     """Fewer garbage collections on the hot path.
 
     Every message allocates a few container objects that live until their batch commits; with
-    the default gen-0 threshold (700), feeding 200,000 pre-encoded PUBLISH packets through
-    the receive path spent about 45% of its time in the cyclic GC (15.3 µs per message
-    against 8.6 µs tuned). Objects that exist at start-up are frozen out of collection and the
-    young generation is collected every 50,000 allocations.
+    the default gen-0 threshold (700) the receive path spends a large share of its time in the
+    cyclic GC (the figures are in bench/README.md). Objects that exist at start-up are frozen
+    out of collection and the young generation is collected every 50,000 allocations.
     """
     gc.collect()
     gc.freeze()

@@ -130,7 +130,8 @@ def _mosquitto_settings() -> dict[str, str]:
 
 def test_mosquitto_keeps_the_backlog_and_persists_it() -> None:
     conf = _mosquitto_settings()
-    # The default (1000) drops QoS 1 messages for a slow or restarting collector (design §8).
+    # The default (1000) drops QoS 1 messages for a slow or restarting collector (measured,
+    # docs/deployment.md).
     assert int(conf["max_queued_messages"]) >= 100_000
     assert int(conf["max_queued_bytes"]) > 0
     assert conf["persistence"] == "true"

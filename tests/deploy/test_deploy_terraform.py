@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from deploy_helpers import DEPLOY, REPO, TERRAFORM, check, require_tool
 
-# Where the AWS provider lies on disk (design §8); `terraform init` installs from it, offline.
+# Where the AWS provider lies on disk (IOT_TF_PLUGIN_DIR, as CI mirrors it); `terraform init`
+# installs from it, offline.
 PLUGIN_DIR = Path(os.environ.get("IOT_TF_PLUGIN_DIR", "/opt/tf-plugins"))
 TEXT_SUFFIXES = frozenset(
     {".tf", ".hcl", ".example", ".yaml", ".yml", ".md", ".sh", ".tpl", ".txt"}

@@ -4,7 +4,7 @@
 problem becomes a :class:`~iotcollector.domain.reading.Rejection` whose ``code`` is one of
 :class:`RejectionCode` (a small, fixed set: they are metric label values).
 
-Accepted shapes (design §2):
+Accepted shapes (README, "Messages"):
 
 * one reading: ``{"device_id", "sensor_type", "value", "unit"?, "timestamp"?}``; unknown extra
   keys are ignored;

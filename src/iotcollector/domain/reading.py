@@ -9,8 +9,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
 # Records on the hot path are slotted but not frozen: a frozen dataclass's __init__ costs
-# about three times as much (object.__setattr__ per field), ~1 µs per message. They are
-# treated as immutable all the same.
+# several times as much (object.__setattr__ per field). They are treated as immutable all
+# the same.
 
 
 @dataclass(slots=True)

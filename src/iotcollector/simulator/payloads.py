@@ -1,4 +1,4 @@
-"""Payload bytes in the three accepted shapes (design §2), and deliberately malformed ones."""
+"""Payload bytes in the three accepted shapes (README, "Messages"), and malformed ones."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def encode_batch(items: Sequence[dict[str, object]]) -> bytes:
 
 
 def encode_multi(device_id: str, values: Sequence[float], timestamp: str) -> bytes:
-    """The older devices' form: numeric strings, as in the design's example."""
+    """The older devices' form: numeric strings, as in the README's example."""
     body: dict[str, object] = {"deviceId": device_id}
     for sensor, value in enumerate(values):
         body[SENSORS[sensor]] = f"{value:.{DECIMALS[sensor]}f}"
