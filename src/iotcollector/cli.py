@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from iotcollector import __version__
-from iotcollector.config import ApiAuth, Settings, load_settings
+from iotcollector.config import ApiAuth, Settings, load_settings, unknown_variables
 from iotcollector.errors import ConfigError, StorageError
 from iotcollector.logs import configure_logging
 from iotcollector.redact import redact_url, settings_secrets
@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
         help="write a consistent backup of the database to a file (pg_dump / SQLite backup API)",
     )
     backup.add_argument("--output", type=Path, required=True, metavar="FILE", help="backup file")
+    backup.add_argument(
+        "--force", action="store_true", help="replace FILE if it exists (refused otherwise)"
+    )
     restore = commands.add_parser(
         "restore", help="restore a backup made by `backup` (stop the collectors first)"
     )
@@ -90,7 +93,7 @@ def _backup_or_restore(settings: Settings, args: argparse.Namespace) -> int:
     url = settings.database_url.get_secret_value()
     try:
         if args.command == "backup":
-            backup.backup(url, args.output, logger=log)
+            backup.backup(url, args.output, logger=log, force=args.force)
         else:
             backup.restore(url, args.input, force=args.force, logger=log)
     except (backup.BackupError, ConfigError) as exc:
@@ -332,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    for warning in unknown_variables():
+        print(f"iot-collector: warning: {warning}", file=sys.stderr)  # noqa: T201
     try:
         settings = load_settings()
         mappings = load_mappings(settings)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 import socket
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
@@ -21,6 +24,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from iotcollector.errors import ConfigError
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 
 class LogFormat(StrEnum):
     TEXT = "text"
@@ -34,6 +40,49 @@ class ApiAuth(StrEnum):
 
 MqttProtocol = Literal["5", "3.1.1"]
 EmbeddedMqtt = Literal["mosquitto", "amqtt"]
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteTarget:
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresTarget:
+    url: str
+
+
+def parse_database_url(url: str) -> SqliteTarget | PostgresTarget:
+    """``sqlite:///relative/path``, ``sqlite:////absolute/path``, ``postgresql://…``.
+
+    The messages never repeat the URL: it may hold a password.
+    """
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep:
+        raise ConfigError("IOT_DATABASE_URL: not a URL: use sqlite:///path or postgresql://…")
+    if scheme in {"postgresql", "postgres"}:
+        if not urlsplit(url).hostname and "host=" not in url:
+            raise ConfigError("IOT_DATABASE_URL: a PostgreSQL URL needs a host")
+        return PostgresTarget(url)
+    if scheme == "sqlite":
+        if not rest.startswith("/"):
+            raise ConfigError(
+                "IOT_DATABASE_URL: use sqlite:///relative/path or sqlite:////absolute/path "
+                "(three slashes, no host)"
+            )
+        path = unquote(rest[1:].split("?", 1)[0])
+        if not path or path == ":memory:" or path.startswith("file::memory:"):
+            raise ConfigError(
+                "IOT_DATABASE_URL: an in-memory SQLite database cannot be shared with the "
+                "storage thread nor survive a restart: give a file path"
+            )
+        if path.endswith("/"):
+            raise ConfigError(f"IOT_DATABASE_URL: {path!r} is a directory, not a file")
+        return SqliteTarget(path)
+    raise ConfigError(
+        f"IOT_DATABASE_URL: unsupported scheme {scheme!r}: use sqlite:/// or postgresql://"
+    )
 
 
 def _default_client_id() -> str:
@@ -212,9 +261,10 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: SecretStr) -> SecretStr:
-        scheme = urlsplit(value.get_secret_value()).scheme
-        if scheme not in {"sqlite", "postgresql", "postgres"}:
-            raise ValueError("must start with sqlite:/// or postgresql://")
+        try:
+            parse_database_url(value.get_secret_value())
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("IOT_DATABASE_URL: ")) from None
         return value
 
     @field_validator("mqtt_shared_group")
@@ -344,13 +394,45 @@ def read_api_keys_file(path: Path) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def load_settings() -> Settings:
-    """Read and validate the settings; a ``ConfigError`` names each bad variable."""
+ENV_FILE: Final = Path(".env")
+
+
+def _dotenv_names(env_file: Path) -> set[str]:
+    """The variable names ``env_file`` sets (upper case: settings ignore case)."""
+    from dotenv import dotenv_values  # noqa: PLC0415 - only when there is such a file
+
+    if not env_file.is_file():
+        return set()
+    return {name.upper() for name in dotenv_values(env_file)}
+
+
+def load_settings(env_file: Path = ENV_FILE) -> Settings:
+    """Read and validate the settings; a ``ConfigError`` names each bad variable, and says when
+    its value came from ``.env`` rather than the environment."""
     try:
-        return Settings()
+        return Settings(_env_file=env_file)  # type: ignore[call-arg]
     except ValidationError as exc:
+        in_env = {name.upper() for name in os.environ}
+        in_file = _dotenv_names(env_file) - in_env
         problems = []
         for error in exc.errors():
             name = "IOT_" + "_".join(str(p) for p in error["loc"]).upper() if error["loc"] else ""
-            problems.append(f"{name or 'settings'}: {error['msg']}")
+            origin = f" (set in {env_file})" if name in in_file else ""
+            problems.append(f"{name or 'settings'}{origin}: {error['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def unknown_variables(
+    environ: Mapping[str, str] | None = None, env_file: Path = ENV_FILE
+) -> list[str]:
+    """A warning for each ``IOT_*`` variable (environment or ``.env``) that is no setting,
+    with the closest setting's name: a misspelt variable is otherwise silently ignored."""
+    env = os.environ if environ is None else environ
+    known = sorted(f"IOT_{name.upper()}" for name in Settings.model_fields)
+    names = {name.upper() for name in env} | _dotenv_names(env_file)
+    warnings = []
+    for name in sorted(n for n in names if n.startswith("IOT_") and n not in known):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f": did you mean {close[0]}?" if close else ""
+        warnings.append(f"{name} is not a setting and is ignored{hint}")
+    return warnings

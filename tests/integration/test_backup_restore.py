@@ -109,6 +109,15 @@ def test_round_trip_restores_every_row_identically(
     assert result.returncode == 0, result.stderr
     assert backup_file.stat().st_mode & 0o077 == 0  # readable by its owner only
     assert not list(backup_file.parent.glob("*.partial"))
+    # An existing file is not replaced without --force: exit 1, a clear message.
+    written = backup_file.read_bytes()
+    result = cli(db.url, "backup", "--output", str(backup_file))
+    assert result.returncode == 1
+    assert "exists" in result.stderr
+    assert "--force" in result.stderr
+    assert backup_file.read_bytes() == written
+    result = cli(db.url, "backup", "--output", str(backup_file), "--force")
+    assert result.returncode == 0, result.stderr
 
     db.wipe()
     result = cli(db.url, "restore", "--input", str(backup_file))

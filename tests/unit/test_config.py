@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from iotcollector.config import load_settings
+from iotcollector.config import Settings, load_settings, unknown_variables
 from iotcollector.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -94,3 +94,47 @@ def test_password_is_not_in_the_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     text = repr(load_settings())
     assert "s3cret-value" not in text
     assert "db-s3cret" not in text
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///:memory:", "in-memory SQLite"),
+        ("sqlite://host/iot.db", "three slashes"),
+        ("mysql://u:hunter2@db/iot", "unsupported scheme"),
+    ],
+)
+def test_the_database_url_is_validated_in_the_settings(
+    monkeypatch: pytest.MonkeyPatch, url: str, message: str
+) -> None:
+    monkeypatch.setenv("IOT_DATABASE_URL", url)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert "IOT_DATABASE_URL" in str(raised.value)
+    assert message in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+
+
+def test_a_bad_value_from_dotenv_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("IOT_API_PORT=abc\nIOT_BATCH_MAX_SIZE=0\n")
+    monkeypatch.setenv("IOT_BATCH_MAX_SIZE", "-1")  # the environment wins over .env
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert "IOT_API_PORT (set in .env):" in message
+    assert "IOT_BATCH_MAX_SIZE:" in message
+
+
+def test_unknown_variables_are_named_with_the_closest_setting(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("IOT_API_PROT=3001\n")
+    environ = {"IOT_LOG_LEVL": "DEBUG", "IOT_API_PORT": "1", "IOT_ZZZZZZ": "1", "HOME": "/"}
+    assert unknown_variables(environ) == [
+        "IOT_API_PROT is not a setting and is ignored: did you mean IOT_API_PORT?",
+        "IOT_LOG_LEVL is not a setting and is ignored: did you mean IOT_LOG_LEVEL?",
+        "IOT_ZZZZZZ is not a setting and is ignored",
+    ]
+
+
+def test_every_setting_is_known() -> None:
+    environ = {f"IOT_{name.upper()}": "x" for name in Settings.model_fields}
+    assert unknown_variables(environ) == []

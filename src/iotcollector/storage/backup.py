@@ -63,15 +63,21 @@ class Outcome:
     seconds: float
 
 
-def backup(url: str, output: Path, *, logger: logging.Logger) -> Outcome:
+def backup(url: str, output: Path, *, logger: logging.Logger, force: bool = False) -> Outcome:
     """Write a consistent backup of the database at ``url`` to ``output`` (mode 0600).
 
-    The file appears only when complete (written beside it, then renamed).
+    The file appears only when complete (written beside it, then renamed). An existing file
+    (an earlier backup, most likely) is replaced only with ``force``.
     """
     started = time.monotonic()
     output = output.expanduser()
     if output.is_dir():
         raise BackupError(f"{output} is a directory: give a file name")
+    if output.exists() and not force:
+        raise BackupError(
+            f"{output} exists (an earlier backup?): give another file name, or --force to "
+            "replace it"
+        )
     partial = output.with_name(output.name + ".partial")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -2,55 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
 
-from iotcollector.errors import ConfigError
-from iotcollector.redact import redact_url
+# The URL is parsed (and validated, once) by the settings; the storage modules use the result.
+from iotcollector.config import PostgresTarget, SqliteTarget, parse_database_url
 
 if TYPE_CHECKING:
     from iotcollector.storage.base import Database
 
-
-@dataclass(frozen=True, slots=True)
-class SqliteTarget:
-    path: str
-
-
-@dataclass(frozen=True, slots=True)
-class PostgresTarget:
-    url: str
-
-
-def parse_database_url(url: str) -> SqliteTarget | PostgresTarget:
-    """``sqlite:///relative/path``, ``sqlite:////absolute/path``, ``postgresql://…``."""
-    scheme, sep, rest = url.partition("://")
-    scheme = scheme.lower()
-    if not sep:
-        raise ConfigError(f"IOT_DATABASE_URL: not a URL: {redact_url(url)!r}")
-    if scheme in {"postgresql", "postgres"}:
-        if not urlsplit(url).hostname and "host=" not in url:
-            raise ConfigError("IOT_DATABASE_URL: a PostgreSQL URL needs a host")
-        return PostgresTarget(url)
-    if scheme == "sqlite":
-        if not rest.startswith("/"):
-            raise ConfigError(
-                "IOT_DATABASE_URL: use sqlite:///relative/path or sqlite:////absolute/path "
-                f"(no host), not {redact_url(url)!r}"
-            )
-        path = unquote(rest[1:].split("?", 1)[0])
-        if not path or path == ":memory:" or path.startswith("file::memory:"):
-            raise ConfigError(
-                "IOT_DATABASE_URL: an in-memory SQLite database cannot be shared with the "
-                "storage thread nor survive a restart: give a file path"
-            )
-        if path.endswith("/"):
-            raise ConfigError(f"IOT_DATABASE_URL: {path!r} is a directory, not a file")
-        return SqliteTarget(path)
-    raise ConfigError(
-        f"IOT_DATABASE_URL: unsupported scheme {scheme!r}: use sqlite:/// or postgresql://"
-    )
+__all__ = ["PostgresTarget", "SqliteTarget", "open_storage", "parse_database_url"]
 
 
 def open_storage(url: str) -> Database:
