@@ -11,7 +11,10 @@ dir), all removed at the end. One run measures, side by side:
    raw-socket subscriber that only counts and acks (the broker's own limit);
 2. the collector into PostgreSQL, N single-reading messages (readings/s, ratio to each of 1);
 3. the same with JSON arrays of 100 readings;
-4. the same into SQLite;
+4. the same into SQLite; then mapped topics (``IOT_MAPPINGS_FILE``) into PostgreSQL:
+   4b. Zigbee2MQTT-like JSON, 5 sensors a message (``readings: auto``), N/5 messages;
+   4c. Sparkplug B alias-only DDATA, 10 metrics a message, N/10 messages (after an NBIRTH and
+   100 DBIRTHs);
 5. latency publish → commit at a fixed 5,000 readings/s for 60 s (p50/p99);
 6. the collector's peak RSS in every run, and during a 30 s PostgreSQL outage under
    5,000 readings/s (then: every reading stored exactly once).
@@ -58,6 +61,7 @@ from iotcollector.simulator.stream import MessageStream, StreamConfig  # noqa: E
 from support.collector import Collector, scalar  # noqa: E402
 from support.mosquitto import MosquittoServer  # noqa: E402
 from support.postgres import PostgresServer  # noqa: E402
+from support.sparkplug import BOOLEAN, DOUBLE, INT64, encode, metric  # noqa: E402
 
 README = ROOT / "bench" / "README.md"
 RESULTS = ROOT / "bench" / "results"
@@ -93,8 +97,104 @@ def _payloads(count: int, per_message: int, devices: int = 1000) -> list[bytes]:
     return out[:count]
 
 
-def _publish_raw(port: int, payloads: list[bytes], topic: str = "iot/data") -> float:
-    """Publish QoS 1 as fast as the broker acknowledges; return messages/s."""
+MAPPINGS = """
+mappings:
+  - topic: "zigbee2mqtt/{device_id}"
+    timestamp: "$.last_seen"
+    readings: auto
+    exclude: [linkquality]
+    units: {battery: "%", voltage: mV}
+  - topic: "spBv1.0/#"
+    payload: sparkplug_b
+"""
+SPARKPLUG_METRICS = (
+    "Inputs/Temperature",
+    "Inputs/Pressure",
+    "Inputs/Flow",
+    "Inputs/Level",
+    "Motor/Speed",
+    "Motor/Current",
+    "Motor/Voltage",
+    "Motor/Torque",
+    "Outputs/Valve",
+    "Outputs/Setpoint",
+)
+SPARKPLUG_DEVICES = 100
+
+
+def _zigbee2mqtt(count: int, devices: int = 1000) -> tuple[list[str], list[bytes]]:
+    """Zigbee2MQTT-like state messages (5 numeric sensors, linkquality, strings), one device
+    per topic, each with its ``last_seen`` time (Zigbee2MQTT's ``advanced.last_seen``)."""
+    start = datetime.now(UTC) - timedelta(hours=3)
+    topics, payloads = [], []
+    for i in range(count):
+        at = start + timedelta(microseconds=i * 1000)
+        topics.append(f"zigbee2mqtt/z2m-{i % devices:04d}")
+        payloads.append(
+            json.dumps(
+                {
+                    "battery": 90 + i % 10,
+                    "humidity": 40 + (i % 200) / 10,
+                    "linkquality": 120,
+                    "pressure": 1013 + (i % 50) / 10,
+                    "temperature": 20 + (i % 100) / 10,
+                    "voltage": 2900 + i % 100,
+                    "update": {"state": "idle"},
+                    "last_seen": at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+                },
+                separators=(",", ":"),
+            ).encode()
+        )
+    return topics, payloads
+
+
+def _sparkplug(count: int) -> tuple[list[str], list[bytes], int]:
+    """An edge node's NBIRTH, a DBIRTH per device (10 metrics with aliases and values), then
+    ``count`` alias-only DDATA of 10 metrics; returns topics, payloads and the readings."""
+    start_ms = int((datetime.now(UTC) - timedelta(hours=3)).timestamp() * 1000)
+    topics = ["spBv1.0/bench/NBIRTH/edge-1"]
+    payloads = [
+        encode(
+            [
+                metric("bdSeq", 0, datatype=INT64),
+                metric("Node Control/Rebirth", False, datatype=BOOLEAN),
+            ],
+            timestamp=start_ms,
+        )
+    ]
+    for d in range(SPARKPLUG_DEVICES):
+        topics.append(f"spBv1.0/bench/DBIRTH/edge-1/dev-{d:03d}")
+        payloads.append(
+            encode(
+                [
+                    metric(name, 1.0, alias=a, datatype=DOUBLE)
+                    for a, name in enumerate(SPARKPLUG_METRICS)
+                ],
+                timestamp=start_ms,
+            )
+        )
+    for i in range(count):
+        at = start_ms + 1 + i
+        topics.append(f"spBv1.0/bench/DDATA/edge-1/dev-{i % SPARKPLUG_DEVICES:03d}")
+        payloads.append(
+            encode(
+                [
+                    metric(value=float(i % 1000) + a, alias=a, datatype=DOUBLE, timestamp=at)
+                    for a in range(len(SPARKPLUG_METRICS))
+                ],
+                timestamp=at,
+                seq=i % 256,
+            )
+        )
+    readings = (SPARKPLUG_DEVICES + count) * len(SPARKPLUG_METRICS)
+    return topics, payloads, readings
+
+
+def _publish_raw(
+    port: int, payloads: list[bytes], topic: str = "iot/data", topics: list[str] | None = None
+) -> float:
+    """Publish QoS 1 as fast as the broker acknowledges (``topics[i]`` for payload ``i`` when
+    given); return messages/s."""
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(
         encode_connect(
@@ -112,11 +212,13 @@ def _publish_raw(port: int, payloads: list[bytes], topic: str = "iot/data") -> f
     sent = 0
     started = time.perf_counter()
     tbytes = len(topic).to_bytes(2, "big") + topic.encode()
+    encoded = [len(t).to_bytes(2, "big") + t.encode() for t in topics] if topics else None
     while acked < len(payloads):
         if connected and sent - acked < window and sent < len(payloads):
             chunk = []
             for i in range(sent, min(len(payloads), acked + window)):
-                body = tbytes + ((i % 65535) + 1).to_bytes(2, "big") + b"\x00" + payloads[i]
+                name = encoded[i] if encoded else tbytes
+                body = name + ((i % 65535) + 1).to_bytes(2, "big") + b"\x00" + payloads[i]
                 chunk.append(b"\x32" + codec.encode_remaining_length(len(body)) + body)
             sock.sendall(b"".join(chunk))
             sent += len(chunk)
@@ -268,9 +370,15 @@ def _metric(c: Collector, name: str) -> float:
         return 0.0
 
 
-def _collector(broker: MosquittoServer, database_url: str, client_id: str, tmp: Path) -> Collector:
+def _collector(
+    broker: MosquittoServer,
+    database_url: str,
+    client_id: str,
+    tmp: Path,
+    env: dict[str, str] | None = None,
+) -> Collector:
     return Collector(
-        mqtt_url=broker.url, database_url=database_url, client_id=client_id, log_dir=tmp
+        mqtt_url=broker.url, database_url=database_url, client_id=client_id, log_dir=tmp, env=env
     )
 
 
@@ -313,8 +421,13 @@ def collector_drain(  # noqa: PLR0913 - the run's servers and inputs
     *,
     pg: PostgresServer | None = None,
     profile: Path | None = None,
+    topics: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Fill the collector's session queue, start it, time until every reading is committed.
+
+    ``topics``: each payload's topic (default ``iot/data``); ``env``: the collector's extra
+    settings (a mappings file for the mapped-topic runs).
 
     ``profile``: also record the collector with py-spy (raw collapsed stacks, idle samples
     included) into this file, from its start to its exit. Sampling slows it: such a run is
@@ -325,12 +438,12 @@ def collector_drain(  # noqa: PLR0913 - the run's servers and inputs
     database). Completion is detected by polling /metrics every 0.25 s, which is cheap.
     """
     client_id = f"bench-collector-{time.monotonic_ns()}"
-    first = _collector(broker, database_url, client_id, tmp).start()
+    first = _collector(broker, database_url, client_id, tmp, env).start()
     first.wait_ready()
     first.stop()
-    _publish_raw(broker.port, payloads)
+    _publish_raw(broker.port, payloads, topics=topics)
     load = _load()
-    c = _collector(broker, database_url, client_id, tmp).start()
+    c = _collector(broker, database_url, client_id, tmp, env).start()
     launched = time.time()
     assert c.proc is not None
     spy = _py_spy(c.proc.pid, profile) if profile else None
@@ -695,6 +808,38 @@ def main() -> int:  # noqa: PLR0915 - one benchmark, one sequence of phases
             sq = collector_drain(broker, f"sqlite:///{tmp}/bench.db", singles, n, tmp)
             results["sqlite_single"] = sq
             _log(f"4 sqlite, single: {sq['readings_per_s']:,} readings/s")
+
+            rules = tmp / "mappings.yaml"
+            rules.write_text(MAPPINGS)
+            mapped_env = {"IOT_MAPPINGS_FILE": str(rules)}
+            z_topics, z_payloads = _zigbee2mqtt(max(1, n // 5))
+            mapped = collector_drain(
+                broker,
+                pg.create_database("mapped"),
+                z_payloads,
+                len(z_payloads) * 5,
+                tmp,
+                pg=pg,
+                topics=z_topics,
+                env=mapped_env,
+            )
+            results["postgres_mapped_json5"] = mapped
+            _log(f"4b postgres, mapped JSON (5 sensors): {mapped['readings_per_s']:,} readings/s")
+            s_topics, s_payloads, s_readings = _sparkplug(max(1, n // 10))
+            spb = collector_drain(
+                broker,
+                pg.create_database("sparkplug"),
+                s_payloads,
+                s_readings,
+                tmp,
+                pg=pg,
+                topics=s_topics,
+                env=mapped_env,
+            )
+            results["postgres_sparkplug_ddata10"] = spb
+            _log(
+                f"4c postgres, Sparkplug B DDATA (10 metrics): {spb['readings_per_s']:,} readings/s"
+            )
 
             lat = latency(broker, pg, args.rate, latency_s, tmp)
             results["latency"] = lat

@@ -19,6 +19,7 @@ from iotcollector.api.context import ApiContext
 from iotcollector.api.server import HttpLimits, bounded_protocol
 from iotcollector.backoff import Backoff
 from iotcollector.config import ApiAuth
+from iotcollector.domain.mapping import filters_overlap
 from iotcollector.errors import PermanentStorageError, StorageError
 from iotcollector.ingest import codec
 from iotcollector.ingest.subscriber import Delivery, MqttSubscriber
@@ -300,6 +301,7 @@ class Service:
             self._exit_code = 1
             self._stop.set()
             return
+        self._warn_overlaps()
         await self._remember_births()
         background = [
             asyncio.create_task(self._ping_loop(), name="db-ping"),
@@ -350,6 +352,21 @@ class Service:
         """IOT_SPARKPLUG_REBIRTH: an edge node sent data with aliases no birth defined."""
         if self._subscriber.publish(topic, payload):
             self._log.info("Sparkplug B: unknown aliases, rebirth requested on %s", topic)
+
+    def _warn_overlaps(self) -> None:
+        """A topic both IOT_MQTT_TOPICS and a rule subscribe to can be delivered twice."""
+        if self._mappings is None:
+            return
+        for topic in self._settings.mqtt_topics:
+            for rule_filter in self._mappings.filters:
+                if rule_filter != topic and filters_overlap(topic, rule_filter):
+                    self._log.warning(
+                        "IOT_MQTT_TOPICS %r overlaps the mapping rule topic %r: the broker may "
+                        "deliver such messages twice (readings without a timestamp would be "
+                        "stored twice); keep them apart",
+                        topic,
+                        rule_filter,
+                    )
 
     async def _remember_births(self) -> None:
         """Sparkplug B: the aliases of the births kept before a restart (nothing to retry:

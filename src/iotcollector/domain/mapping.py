@@ -50,6 +50,7 @@ __all__ = [
     "Rule",
     "apply_rule",
     "compile_mappings",
+    "filters_overlap",
 ]
 
 _CAPTURES: Final = frozenset({"device_id", "sensor_type"})
@@ -110,6 +111,22 @@ class Rule:
     auto: bool = False
     exclude: frozenset[str] = frozenset()
     units: dict[str, str] = field(default_factory=dict)
+    # The levels as matched: (None, text) a literal, ("", "+") any level, ("#", "#") the rest,
+    # (name, "") a capture. Computed from ``levels``.
+    pattern: tuple[tuple[str | None, str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        pattern = tuple(
+            ("", "+")
+            if level == "+"
+            else ("#", "#")
+            if level == "#"
+            else (name, "")
+            if (name := _capture(level))
+            else (None, level)
+            for level in self.levels
+        )
+        object.__setattr__(self, "pattern", pattern)
 
     @property
     def filter(self) -> str:
@@ -121,7 +138,7 @@ class Rule:
         return f"rule {self.index} (topic {self.topic!r})"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: its __init__ is on the hot path (treated as immutable)
 class Match:
     """The rule a topic matched and what its ``{device_id}``/``{sensor_type}`` levels hold."""
 
@@ -135,6 +152,22 @@ class Mappings:
     """The compiled rules, in file order: the first rule whose topic matches decides."""
 
     rules: tuple[Rule, ...]
+    # The rules a topic can match, in file order, by its first level: those whose first level
+    # is that literal or a wildcard; ``generic`` for a first level no rule names.
+    _by_first: dict[str, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
+    _generic: tuple[Rule, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        generic = tuple(r for r in self.rules if r.pattern[0][0] is not None)
+        firsts = {r.pattern[0][1] for r in self.rules if r.pattern[0][0] is None}
+        by_first = {
+            first: tuple(
+                r for r in self.rules if r.pattern[0][0] is not None or r.pattern[0][1] == first
+            )
+            for first in firsts
+        }
+        object.__setattr__(self, "_by_first", by_first)
+        object.__setattr__(self, "_generic", generic)
 
     @property
     def filters(self) -> tuple[str, ...]:
@@ -143,11 +176,36 @@ class Mappings:
 
     def match(self, topic: str) -> Match | None:
         levels = topic.split("/")
-        for rule in self.rules:
-            captured = _match_levels(rule.levels, levels)
-            if captured is not None:
-                return Match(rule, captured.get("device_id"), captured.get("sensor_type"))
+        count = len(levels)
+        system = topic.startswith("$")
+        for rule in self._by_first.get(levels[0], self._generic):
+            pattern = rule.pattern
+            if len(pattern) != count and pattern[-1][0] != "#":
+                continue  # the usual miss, decided by the number of levels alone
+            if _matches(pattern, levels, system=system):
+                device_id = sensor_type = None
+                for (name, _), level in zip(pattern, levels, strict=False):
+                    if name == "device_id":
+                        device_id = level
+                    elif name == "sensor_type":
+                        sensor_type = level
+                return Match(rule, device_id, sensor_type)
         return None
+
+
+def filters_overlap(a: str, b: str) -> bool:
+    """Whether some topic matches both MQTT topic filters (the broker may then deliver it
+    twice, once per subscription)."""
+    left, right = a.split("/"), b.split("/")
+    for x, y in zip(left, right, strict=False):
+        if "#" in {x, y}:
+            return True
+        if x != y and "+" not in {x, y}:
+            return False
+    if len(left) == len(right):
+        return True
+    longer = left if len(left) > len(right) else right
+    return longer[min(len(left), len(right))] == "#"  # 'a/#' also matches 'a'
 
 
 def _capture(level: str) -> str | None:
@@ -156,22 +214,17 @@ def _capture(level: str) -> str | None:
     return None
 
 
-def _match_levels(template: tuple[str, ...], levels: list[str]) -> dict[str, str] | None:
-    if levels[0].startswith("$") and (template[0] in {"+", "#"} or _capture(template[0])):
-        return None  # MQTT: wildcards never match topics starting with '$'
-    captured: dict[str, str] = {}
-    for position, pattern in enumerate(template):
-        if pattern == "#":
-            return captured
-        if position >= len(levels):
-            return None
-        level = levels[position]
-        name = _capture(pattern)
-        if name is not None:
-            captured[name] = level
-        elif pattern not in {"+", level}:
-            return None
-    return captured if len(levels) == len(template) else None
+def _matches(
+    pattern: tuple[tuple[str | None, str], ...], levels: list[str], *, system: bool
+) -> bool:
+    if system and pattern[0][0] is not None:
+        return False  # MQTT: wildcards never match topics starting with '$'
+    for position, (name, text) in enumerate(pattern):
+        if name == "#":
+            return True
+        if position >= len(levels) or (name is None and text != levels[position]):
+            return False
+    return len(levels) == len(pattern)
 
 
 # -- compiling ---------------------------------------------------------------------------------

@@ -256,11 +256,13 @@ def parse_topic(topic: str) -> Topic | Rejection | None:
 
 @dataclass(frozen=True, slots=True)
 class MetricDef:
-    """What a birth certificate says of one metric: its name, datatype and unit."""
+    """What a birth certificate says of one metric: its name (and our sensor type for it),
+    datatype and unit."""
 
     name: str
     datatype: int
     unit: str
+    sensor_type: str
 
 
 @dataclass(slots=True)
@@ -317,8 +319,12 @@ def read_metrics(
     for metric in message.metrics:
         has_alias = metric.HasField("alias")
         known = aliases.get(metric.alias) if has_alias else None
-        name = metric.name if metric.HasField("name") else known.name if known else None
-        if name is None:
+        if metric.HasField("name"):
+            name: str = metric.name
+            sensor = sensor_type(name)
+        elif known is not None:
+            name, sensor = known.name, known.sensor_type
+        else:
             unknown.append(metric.alias)
             continue
         datatype = (
@@ -326,7 +332,7 @@ def read_metrics(
         )
         unit = _unit(metric) if metric.HasField("properties") else known.unit if known else ""
         if birth and has_alias:
-            out.defined[metric.alias] = MetricDef(name, datatype, unit)
+            out.defined[metric.alias] = MetricDef(name, datatype, unit, sensor)
         if name in _SKIPPED_NAMES or name.startswith(_SKIPPED_PREFIXES) or metric.is_null:
             continue
         value = _value(metric, datatype)
@@ -338,7 +344,7 @@ def read_metrics(
         result = parse_reading(
             {
                 "device_id": device_id,
-                "sensor_type": sensor_type(name),
+                "sensor_type": sensor,
                 "value": value,
                 "unit": unit,
                 "timestamp": stamp,

@@ -15,6 +15,7 @@ from iotcollector.domain.mapping import (
     PayloadKind,
     apply_rule,
     compile_mappings,
+    filters_overlap,
 )
 from iotcollector.domain.reading import ParseResult, Reading
 
@@ -323,3 +324,22 @@ def test_bad_rules_name_rule_and_field(rule: dict[str, Any], says: str) -> None:
 def test_bad_file_shape(document: Any) -> None:
     with pytest.raises(MappingError, match="mappings"):
         compile_mappings(document)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "overlap"),
+    [
+        ("iot/data", "zigbee2mqtt/+", False),
+        ("#", "zigbee2mqtt/+", True),
+        ("iot/#", "iot/data", True),
+        ("iot/#", "iot", True),
+        ("+/sensor/+/state", "livingroom/sensor/t/state", True),
+        ("+/sensor/+/state", "a/b", False),
+        ("a/+", "a/b/c", False),
+        ("a/b", "a/b", True),
+        ("spBv1.0/#", "iot/data", False),
+    ],
+)
+def test_filters_overlap(a: str, b: str, overlap: bool) -> None:
+    assert filters_overlap(a, b) is overlap
+    assert filters_overlap(b, a) is overlap
