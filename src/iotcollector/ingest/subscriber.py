@@ -10,7 +10,7 @@ payloads (exceeded by at most one message). At either bound the rest of what was
 buffered, unparsed, and the socket is no longer read: the broker keeps the messages. A
 payload above ``max_payload_bytes`` is not kept: only its first
 :data:`OVERSIZE_PREFIX_BYTES` (for the dead letter) and its size. At most
-:data:`_SLICE_BYTES` of payloads are handed over per event-loop turn, so that parsing them
+:data:`SLICE_BYTES` of payloads are handed over per event-loop turn, so that parsing them
 never holds the loop for long. When the pipeline has too much work of its own it calls
 :meth:`pause_reading`.
 
@@ -48,9 +48,9 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 # What is kept of a payload above max_payload_bytes: enough to recognise it in a dead letter.
 OVERSIZE_PREFIX_BYTES = 4096
 _HANDSHAKE_TIMEOUT_S = 10.0
-# Payload bytes handed to on_message per event-loop turn: parsing 64 KiB of the costliest
-# valid-looking JSON (10,000 rejected items) takes ~20 ms; see docs/architecture.md.
-_SLICE_BYTES = 64 * 1024
+# Payload bytes handed to on_message per event-loop turn (then at least one message): about
+# 100 single readings, or one big message; `python -m bench.hostile` measures the worst turn.
+SLICE_BYTES = 16 * 1024
 
 
 @dataclass(slots=True)
@@ -234,7 +234,7 @@ class MqttSubscriber:
         room = self._max_inflight - self._inflight
         room_bytes = self._max_inflight_bytes - self._inflight_bytes
         if room > 0 and room_bytes > 0:
-            deliveries = proto.take(room, min(room_bytes, _SLICE_BYTES), self._max_payload)
+            deliveries = proto.take(room, min(room_bytes, SLICE_BYTES), self._max_payload)
             if deliveries:
                 self._inflight += len(deliveries)
                 self._inflight_bytes += sum(len(d.payload) for d in deliveries)
