@@ -398,14 +398,19 @@ class Service:
         return (await replayer.replay(where, dry_run=dry_run)).as_dict()
 
     async def _ping_loop(self) -> None:
+        """Ping every 2 s; log each change (a failed ping with its error, and the recovery)."""
         while True:
             await asyncio.sleep(_PING_INTERVAL_S)
             try:
                 async with asyncio.timeout(_PING_INTERVAL_S * 2):
                     await self._storage.ping()
-            except (StorageError, TimeoutError):
+            except (StorageError, TimeoutError) as exc:
+                if self._database_ok:
+                    self._log.warning("database ping fails: %s", exc or "timed out")
                 self._database_ok = False
             else:
+                if not self._database_ok:
+                    self._log.info("database ping answers again")
                 self._database_ok = True
 
     async def _presence_loop(self) -> None:
