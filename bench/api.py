@@ -22,7 +22,7 @@ serve`` (``tests/support/collector.py``) with an API key.
    (b) ``GET /api/data/aggregate`` over the first whole day, ``bucket=60s``.
    Each is measured four ways after a warm-up whose answers are checked against the counts
    expected from the generator: over HTTP with 8 and 1 concurrent keep-alive connections,
-   and the exact SQL the server sends (``readings_query``, ``_AGGREGATE``) with psycopg on
+   and the exact SQL the server sends (``readings_query``, ``aggregate_query``) with psycopg on
    8 and 1 connections set up like the server's read pool. Each run is closed-loop and
    bounded by ``--requests`` and ``--seconds``.
 
@@ -61,8 +61,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bench.common import git, machine  # noqa: E402
 from iotcollector.storage.base import ReadingFilter  # noqa: E402
-from iotcollector.storage.postgres_reader import _AGGREGATE  # noqa: E402
 from iotcollector.storage.query import POSTGRES, readings_query  # noqa: E402
+from iotcollector.storage.rollups import aggregate_query  # noqa: E402
 from support.collector import Collector  # noqa: E402
 from support.mosquitto import MosquittoServer  # noqa: E402
 from support.postgres import PostgresServer  # noqa: E402
@@ -176,14 +176,13 @@ class Query:
         if kind == "data_1h":
             where = ReadingFilter(self.device_id, self.sensor_type, self.start, self.end)
             return readings_query(where, None, LIMIT + 1, POSTGRES)  # the server asks for limit + 1
-        params = {
-            "bucket": timedelta(seconds=BUCKET_S),
-            "sensor_type": self.sensor_type,
-            "device_id": self.device_id,
-            "start": self.start,
-            "end": self.end,
-        }
-        return _AGGREGATE.format(device="AND device_id = %(device_id)s"), params
+        return aggregate_query(
+            sensor_type=self.sensor_type,
+            device_id=self.device_id,
+            start=self.start,
+            end=self.end,
+            bucket=timedelta(seconds=BUCKET_S),
+        )
 
 
 def make_queries(kind: str, data: DataSet, count: int, rng: random.Random) -> list[Query]:

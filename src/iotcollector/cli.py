@@ -106,7 +106,9 @@ async def _migrate(settings: Settings) -> int:
     from iotcollector.storage.factory import open_storage  # noqa: PLC0415 - only this command
 
     log = _configure_logging(settings)
-    storage = open_storage(settings.database_url.get_secret_value())
+    storage = open_storage(
+        settings.database_url.get_secret_value(), partition_interval=settings.partition_interval
+    )
     try:
         await storage.open()
         applied = await storage.migrate()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import socket
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
@@ -85,6 +87,20 @@ def parse_database_url(url: str) -> SqliteTarget | PostgresTarget:
     )
 
 
+_HOUR = timedelta(hours=1)
+_MAX_PARTITION = timedelta(days=366)
+_DURATION = re.compile(r"^\s*(\d+)\s*(h|hours?|d|days?)\s*$", re.IGNORECASE)
+
+
+def parse_hours_or_days(text: str) -> timedelta:
+    """``"6h"``, ``"1d"``, ``"12 hours"``, ``"2 days"`` as a timedelta."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"{text!r}: expected a number of hours or days, e.g. 1d or 6h")
+    count, unit = int(match[1]), match[2].lower()
+    return timedelta(days=count) if unit.startswith("d") else timedelta(hours=count)
+
+
 def _default_client_id() -> str:
     return f"iot-collector-{socket.gethostname()}"[:64]
 
@@ -154,6 +170,8 @@ class Settings(BaseSettings):
     retention_days: int | None = Field(default=None, ge=1)
     # How often the running service purges (the first purge runs shortly after start-up).
     retention_interval_s: float = Field(default=300.0, ge=1, le=86_400)
+    # PostgreSQL time partitions of iot_data: "1d", "6h", "2 days", "12 hours" (whole hours).
+    partition_interval: timedelta = timedelta(days=1)
 
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
@@ -183,6 +201,20 @@ class Settings(BaseSettings):
                     raise ValueError(f"{topic!r}: '#' must be the last level")
                 if ("#" in part or "+" in part) and len(part) > 1:
                     raise ValueError(f"{topic!r}: a wildcard must fill a whole level")
+        return value
+
+    @field_validator("partition_interval", mode="before")
+    @classmethod
+    def _parse_partition_interval(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_hours_or_days(value)
+        return value
+
+    @field_validator("partition_interval")
+    @classmethod
+    def _check_partition_interval(cls, value: timedelta) -> timedelta:
+        if not _HOUR <= value <= _MAX_PARTITION or value % _HOUR:
+            raise ValueError("a whole number of hours from 1 hour to 366 days")
         return value
 
     @field_validator("api_keys", mode="before")

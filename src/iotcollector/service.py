@@ -97,7 +97,10 @@ class Service:
         self._last_message = time.monotonic()
         self._registry = CollectorRegistry()
         self.metrics = Metrics(self._registry)
-        self._storage: Database = open_storage(settings.database_url.get_secret_value())
+        self._storage: Database = open_storage(
+            settings.database_url.get_secret_value(),
+            partition_interval=settings.partition_interval,
+        )
         self._database_ok = False
         self._exit_code = 0
         self._stop = asyncio.Event()

@@ -54,19 +54,23 @@ class PostgresServer:
         port: int | None = None,
         extra_settings: dict[str, str] | None = None,
         start_timeout_s: float = 30.0,
+        base_dir: Path | None = None,
     ) -> None:
+        """``base_dir``: keep the cluster there (made by the first ``start()``, reused by the
+        next ones, e.g. a benchmark's data set); default a fresh temporary directory."""
         self.database = database
         self.bin_dir = bin_dir
         self.port = port if port is not None else free_port()
         self.extra_settings = dict(extra_settings or {})
         self.start_timeout_s = start_timeout_s
-        self.base_dir = Path(tempfile.mkdtemp(prefix="iot-pg-"))
+        self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="iot-pg-"))
+        self.base_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.base_dir / "data"
         self.socket_dir = self.base_dir / "sock"
         self.log_path = self.base_dir / "postgres.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
-        self._initialised = False
+        self._initialised = (self.data_dir / "PG_VERSION").is_file()
         # initdb and postgres refuse to run as root: run them as the postgres OS user.
         self._user: str | None = "postgres" if os.geteuid() == 0 else None
 

@@ -19,6 +19,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,25 +305,68 @@ def _pg_rows(url: str) -> dict[str, bool]:
 
 
 def _pg_restore(url: str, source: Path) -> None:
+    """One transaction (``psql --single-transaction``) fed by three passes over the archive:
+    the definitions with ``--clean``, which then drops only tables, views and functions (their
+    indexes and constraints go with them; a partition's own inherited constraint cannot be
+    dropped, which fails a whole-archive ``pg_restore --clean``), the rows, then the indexes,
+    constraints and triggers. Any error rolls everything back."""
     conninfo, env = _pg_conninfo(url)
     # Read the archive's table of contents first: a damaged file fails before anything changes.
     _run_pg("pg_restore", ["--list", str(source)], env, f"reading {source}")
     env["PGOPTIONS"] = f"-c lock_timeout={_PG_LOCK_TIMEOUT}"
-    _run_pg(
-        "pg_restore",
-        [
-            "--clean",
-            "--if-exists",
-            # Objects belong to the restoring role; grants (e.g. Grafana's read-only role) are
-            # the deployment's to re-apply, so a target without those roles still restores.
-            "--no-owner",
-            "--no-privileges",
-            "--single-transaction",
-            "--exit-on-error",
-            "--no-password",
-            f"--dbname={conninfo}",
-            str(source),
-        ],
-        env,
-        "pg_restore",
-    )
+    with tempfile.TemporaryFile() as errors:
+        psql = subprocess.Popen(  # noqa: S603 - fixed tool, arguments built here
+            [
+                find_pg_tool("psql"),
+                "--single-transaction",
+                "--no-psqlrc",
+                "--quiet",
+                "--set=ON_ERROR_STOP=1",
+                "--no-password",
+                f"--dbname={conninfo}",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            env=env,
+        )
+        assert psql.stdin is not None
+        try:
+            for section in ("pre-data", "data", "post-data"):
+                clean = ["--clean", "--if-exists"] if section == "pre-data" else []
+                # Objects belong to the restoring role; grants (e.g. Grafana's read-only role)
+                # are the deployment's to re-apply, so a target without those roles restores.
+                done = subprocess.run(  # noqa: S603 - fixed tool, arguments built here
+                    [
+                        find_pg_tool("pg_restore"),
+                        f"--section={section}",
+                        *clean,
+                        "--no-owner",
+                        "--no-privileges",
+                        "--file=-",
+                        str(source),
+                    ],
+                    stdout=psql.stdin,
+                    stderr=subprocess.PIPE,
+                    env=env,
+                    timeout=_PG_TIMEOUT_S,
+                    check=False,
+                )
+                if done.returncode != 0:
+                    psql.kill()  # its transaction is rolled back: nothing changed
+                    detail = done.stderr.decode(errors="replace").strip().splitlines()[-5:]
+                    raise BackupError(
+                        f"pg_restore failed (exited {done.returncode}): " + " | ".join(detail)
+                    )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            psql.kill()
+            raise BackupError(f"pg_restore failed: {exc}") from exc
+        finally:
+            psql.stdin.close()
+            returncode = psql.wait(timeout=_PG_TIMEOUT_S)
+        if returncode != 0:
+            errors.seek(0)
+            detail = errors.read().decode(errors="replace").strip().splitlines()[-5:]
+            raise BackupError(
+                f"pg_restore failed (psql exited {returncode}): " + " | ".join(detail)
+            )

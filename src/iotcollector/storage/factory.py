@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 # The URL is parsed (and validated, once) by the settings; the storage modules use the result.
@@ -13,8 +14,11 @@ if TYPE_CHECKING:
 __all__ = ["PostgresTarget", "SqliteTarget", "open_storage", "parse_database_url"]
 
 
-def open_storage(url: str) -> Database:
-    """The backend for ``url``, not yet connected: call ``await storage.open()``."""
+def open_storage(url: str, *, partition_interval: timedelta = timedelta(days=1)) -> Database:
+    """The backend for ``url``, not yet connected: call ``await storage.open()``.
+
+    ``partition_interval``: the width of PostgreSQL's time partitions (SQLite has none).
+    """
     target = parse_database_url(url)
     if isinstance(target, SqliteTarget):
         from iotcollector.storage.sqlite import SqliteStorage  # noqa: PLC0415 - lazy backend
@@ -22,4 +26,4 @@ def open_storage(url: str) -> Database:
         return SqliteStorage(target.path)
     from iotcollector.storage.postgres import PostgresStorage  # noqa: PLC0415 - lazy backend
 
-    return PostgresStorage(target.url)
+    return PostgresStorage(target.url, partition_interval=partition_interval)

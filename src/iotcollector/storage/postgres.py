@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from iotcollector.storage.postgres_reader import PostgresReader
-from iotcollector.storage.postgres_writer import PostgresWriter
+from iotcollector.storage.postgres_writer import DEFAULT_PARTITION_INTERVAL, PostgresWriter
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 class PostgresStorage:
     """The :class:`~iotcollector.storage.base.Database` on PostgreSQL."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only tuning knobs of one backend
         self,
         url: str,
         *,
@@ -41,9 +41,13 @@ class PostgresStorage:
         operation_timeout_s: float = 30.0,
         read_pool_size: int = 4,
         read_timeout_s: float = 30.0,
+        partition_interval: timedelta = DEFAULT_PARTITION_INTERVAL,
     ) -> None:
         self._writer = PostgresWriter(
-            url, connect_timeout_s=connect_timeout_s, operation_timeout_s=operation_timeout_s
+            url,
+            connect_timeout_s=connect_timeout_s,
+            operation_timeout_s=operation_timeout_s,
+            partition_interval=partition_interval,
         )
         self._reader = PostgresReader(
             url,

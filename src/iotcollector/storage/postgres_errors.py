@@ -8,6 +8,7 @@ import re
 import psycopg
 
 from iotcollector.errors import PermanentStorageError, StorageError, TransientStorageError
+from iotcollector.storage.partitions import is_missing_partition
 
 # SQLSTATE classes and codes worth retrying (after reconnecting).
 _TRANSIENT_CLASSES = frozenset(
@@ -59,6 +60,8 @@ def is_row_sqlstate(sqlstate: str | None) -> bool:
 def is_transient_error(exc: BaseException) -> bool:
     """Classify any error met while talking to PostgreSQL: retry later, or never."""
     if isinstance(exc, psycopg.Error):
+        if is_missing_partition(exc):
+            return True  # created on demand, then the batch is written again
         if exc.sqlstate:
             return is_transient_sqlstate(exc.sqlstate)
         # No SQLSTATE: raised by libpq/psycopg itself (refused, reset, closed connection).
@@ -68,7 +71,11 @@ def is_transient_error(exc: BaseException) -> bool:
 
 def is_row_error(exc: BaseException) -> bool:
     """Whether ``exc`` is caused by a row's data: bisecting the batch isolates the row."""
-    return isinstance(exc, psycopg.Error) and is_row_sqlstate(exc.sqlstate)
+    return (
+        isinstance(exc, psycopg.Error)
+        and is_row_sqlstate(exc.sqlstate)
+        and not is_missing_partition(exc)
+    )
 
 
 def error_message(exc: BaseException) -> str:

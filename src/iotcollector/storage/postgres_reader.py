@@ -23,6 +23,7 @@ from iotcollector.storage.base import (
 from iotcollector.storage.postgres_connection import close_quietly, connect
 from iotcollector.storage.postgres_errors import translate_error
 from iotcollector.storage.query import POSTGRES, devices_query, readings_query, rejected_query
+from iotcollector.storage.rollups import aggregate_query
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,16 +32,6 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
     from iotcollector.storage.base import DeadLetterFilter, Position, ReadingFilter
-
-_AGGREGATE = """
-SELECT date_bin(%(bucket)s, "timestamp", TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket_start,
-       count(*), min(value), max(value), avg(value)
-FROM iot_data
-WHERE sensor_type = %(sensor_type)s {device}
-  AND "timestamp" >= %(start)s AND "timestamp" < %(end)s
-GROUP BY bucket_start
-ORDER BY bucket_start
-"""
 
 # Distinct sensor types per device without reading every row: a loose index scan (one probe
 # of the unique index (device_id, sensor_type, timestamp) per type found, plus one per device).
@@ -102,15 +93,9 @@ class PostgresReader:
         end: datetime,
         bucket: timedelta,
     ) -> list[Bucket]:
-        device = "AND device_id = %(device_id)s" if device_id is not None else ""
-        sql = _AGGREGATE.format(device=device)
-        params = {
-            "bucket": bucket,
-            "sensor_type": sensor_type,
-            "device_id": device_id,
-            "start": start,
-            "end": end,
-        }
+        sql, params = aggregate_query(
+            sensor_type=sensor_type, device_id=device_id, start=start, end=end, bucket=bucket
+        )
         async with self._reading("aggregate") as conn, conn.cursor(binary=True) as cur:
             # Binary results: a day of 1-minute buckets parses in half the time of text.
             await cur.execute(sql, params)

@@ -19,7 +19,9 @@ Devices registry: ``first_seen`` / ``last_seen`` are the collector's storage tim
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import math
+import time
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
@@ -28,6 +30,7 @@ from iotcollector.domain.reading import SparkplugBirth
 from iotcollector.errors import StorageError, TransientStorageError
 from iotcollector.storage.batch import Bisection, distinct_devices, settle
 from iotcollector.storage.migrations import migrate_postgres
+from iotcollector.storage.partitions import create_ahead, create_for, is_missing_partition
 from iotcollector.storage.postgres_connection import close_quietly, connect
 from iotcollector.storage.postgres_errors import error_message, is_row_error, translate_error
 
@@ -50,6 +53,13 @@ class InsertReadings(Protocol):
         self, conn: AsyncConnection[Any], readings: Sequence[Reading], *, more_to_come: bool
     ) -> int: ...
 
+
+DEFAULT_PARTITION_INTERVAL = timedelta(days=1)
+# How often the writer makes sure the next partitions exist, and how many times a batch that
+# met a missing partition is written again after creating it (only a retention pass dropping
+# that very partition at the same moment makes a second attempt fail).
+PARTITION_CHECK_S = 300.0
+PARTITION_ATTEMPTS = 3
 
 _STAGING = "iot_data_staging"
 _CREATE_STAGING = f"""
@@ -137,8 +147,12 @@ class PostgresWriter:
         connect_timeout_s: float = 5.0,
         operation_timeout_s: float = 30.0,
         insert: InsertReadings = copy_readings,
+        partition_interval: timedelta = DEFAULT_PARTITION_INTERVAL,
     ) -> None:
         self._url = url
+        self._partition_interval = partition_interval
+        self._partitions_checked_at = -math.inf
+        self._migrated = False
         self._connect_timeout_s = connect_timeout_s
         self._operation_timeout_s = operation_timeout_s
         self._insert = insert
@@ -163,7 +177,10 @@ class PostgresWriter:
         async with self._writer_lock:
             conn = await self._writer_connection()
             try:
-                return await migrate_postgres(conn)
+                applied = await migrate_postgres(conn)
+                await self._create_partitions_ahead(conn)
+                self._migrated = True
+                return applied  # noqa: TRY300 - the except clauses translate errors only
             except StorageError:
                 raise
             except Exception as exc:
@@ -198,14 +215,14 @@ class PostgresWriter:
             try:
                 async with asyncio.timeout(self._operation_timeout_s):
                     conn = await self._writer_connection()
-                    try:
-                        return await self._write(
-                            conn, readings, dead_letters, statuses, isolate=False
-                        )
-                    except psycopg.Error as exc:
-                        if not readings or not is_row_error(exc):
-                            raise
-                    return await self._write(conn, readings, dead_letters, statuses, isolate=True)
+                    if (
+                        self._migrated
+                        and time.monotonic() - self._partitions_checked_at > PARTITION_CHECK_S
+                    ):
+                        await self._create_partitions_ahead(conn)
+                    return await self._write_creating_partitions(
+                        conn, readings, dead_letters, statuses
+                    )
             except asyncio.CancelledError:
                 # Cancelled mid-statement: the connection's state is unknown, start afresh.
                 await self._drop_writer()
@@ -216,6 +233,32 @@ class PostgresWriter:
                 # failover, new privileges).
                 await self._drop_writer()
                 raise translate_error(exc, "write") from exc
+
+    async def _write_creating_partitions(
+        self,
+        conn: AsyncConnection[Any],
+        readings: Sequence[Reading],
+        dead_letters: Sequence[DeadLetter],
+        statuses: Sequence[StatusChange],
+    ) -> WriteResult:
+        """Write; a reading whose partition is missing has it created, then all is rewritten."""
+        for _ in range(PARTITION_ATTEMPTS):
+            try:
+                return await self._write(conn, readings, dead_letters, statuses, isolate=False)
+            except psycopg.Error as exc:
+                if is_missing_partition(exc):
+                    await create_for(
+                        conn, (r.timestamp for r in readings), self._partition_interval
+                    )
+                    continue
+                if not readings or not is_row_error(exc):
+                    raise
+            return await self._write(conn, readings, dead_letters, statuses, isolate=True)
+        raise TransientStorageError("postgresql write failed: its partition was dropped meanwhile")
+
+    async def _create_partitions_ahead(self, conn: AsyncConnection[Any]) -> None:
+        await create_ahead(conn, datetime.now(UTC), self._partition_interval)
+        self._partitions_checked_at = time.monotonic()
 
     async def _write(
         self,

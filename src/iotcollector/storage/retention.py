@@ -1,15 +1,18 @@
-"""Retention: readings older than ``IOT_RETENTION_DAYS`` are deleted, a small batch at a time.
+"""Retention: readings older than ``IOT_RETENTION_DAYS`` go, without a long lock.
 
-Each batch is its own short transaction deleting at most ``batch_size`` rows (5,000) chosen
-through the time index, so no lock is held for long and the collector's writes go on between
-batches (a short pause after each batch leaves room for them; on SQLite, where writers take
-turns, that is what keeps ingest flowing). The purge uses its own connection, never the
-writer's. Dead letters (``iot_rejected``) older than the same window go too; the devices
-registry is kept. The schema has no partitions or TimescaleDB chunks to drop (docs/
-security.md, "Data lifecycle"): on a hypertable the same batched delete still works.
+PostgreSQL (``iot_data`` partitioned by time, migration 0005): whole partitions older than the
+horizon are detached ``CONCURRENTLY`` and dropped (:mod:`iotcollector.storage.partitions` says
+what happens to the partition straddling the horizon); dropping a day costs milliseconds where
+deleting its rows cost minutes and left bloat behind (bench/README.md). SQLite: rows are
+deleted in small batches, each its own short transaction of at most ``batch_size`` rows (5,000)
+chosen through the time index, with a short pause after each so that the collector's writes,
+which take turns with it, go on. Dead letters (``iot_rejected``) older than the same window are
+deleted in batches on both (they are few: one row per refused message). The purge uses its own
+connection, never the writer's; the devices registry is kept.
 
-Freed space: PostgreSQL's autovacuum makes it reusable; an SQLite file keeps its size and
-reuses its free pages (``VACUUM`` while the collector is stopped gives it back to the disk).
+Freed space: a dropped partition's files go back to the disk at once; after batched deletes
+PostgreSQL's autovacuum makes the space reusable, and an SQLite file keeps its size and reuses
+its free pages (``VACUUM`` while the collector is stopped gives it back to the disk).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import functools
 import random
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -36,15 +39,16 @@ if TYPE_CHECKING:
 __all__ = ["PurgeResult", "Purger", "RetentionTask", "open_purger"]
 
 BATCH_SIZE = 5000
-# What each table's age is measured by.
+# SQLite: what each table's age is measured by.
 _TABLES = (("iot_data", "timestamp"), ("iot_rejected", "received_at"))
 
 
 @dataclass(frozen=True, slots=True)
 class PurgeResult:
-    """Rows deleted by one purge, by table."""
+    """Rows deleted by one purge, by table, and the partitions dropped (PostgreSQL)."""
 
     deleted: dict[str, int]
+    partitions_dropped: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -68,12 +72,19 @@ def open_purger(url: str, *, batch_size: int = BATCH_SIZE, pause_s: float = 0.02
 
 
 class PostgresPurger:
-    """Batched ``DELETE … WHERE id = ANY(ARRAY(SELECT id … LIMIT n))`` in autocommit mode."""
+    """Partitions dropped for ``iot_data``; batched deletes for ``iot_rejected``."""
 
+    # lock_timeout: DETACH … CONCURRENTLY waits for the transactions that still use the
+    # partition (an API query may run 30 s); it blocks neither reads nor writes meanwhile.
     _SESSION = (
-        "SELECT set_config('statement_timeout', '60s', false), "
-        "set_config('lock_timeout', '5s', false), "
+        "SELECT set_config('statement_timeout', '120s', false), "
+        "set_config('lock_timeout', '60s', false), "
         "set_config('idle_in_transaction_session_timeout', '60s', false)"
+    )
+    _DELETE_REJECTED = (
+        "DELETE FROM iot_rejected WHERE id = ANY(ARRAY("
+        # SKIP LOCKED: rows another replica's purge holds are left to it.
+        "SELECT id FROM iot_rejected WHERE received_at < %s LIMIT %s FOR UPDATE SKIP LOCKED))"
     )
 
     def __init__(self, url: str, *, batch_size: int, pause_s: float) -> None:
@@ -83,29 +94,23 @@ class PostgresPurger:
         self._conn: AsyncConnection[Any] | None = None
 
     async def purge(self, cutoff: datetime) -> PurgeResult:
-        from iotcollector.storage.postgres_errors import translate_error  # noqa: PLC0415 - lazy backend
+        from iotcollector.storage.partitions import drop_before  # noqa: PLC0415 - lazy backend
+        from iotcollector.storage.postgres_errors import translate_error  # noqa: PLC0415
 
-        deleted: dict[str, int] = {}
         try:
             conn = await self._connection()
-            for table, column in _TABLES:
-                sql = (
-                    f"DELETE FROM {table} WHERE id = ANY(ARRAY("
-                    # SKIP LOCKED: rows another replica's purge holds are left to it.
-                    f'SELECT id FROM {table} WHERE "{column}" < %s LIMIT %s '
-                    "FOR UPDATE SKIP LOCKED))"
-                )
-                deleted[table] = 0
-                while True:
-                    cur = await conn.execute(sql, (cutoff, self._batch))
-                    deleted[table] += cur.rowcount
-                    if cur.rowcount < self._batch:
-                        break
-                    await asyncio.sleep(self._pause_s)
+            dropped = await drop_before(conn, cutoff, batch_size=self._batch, pause_s=self._pause_s)
+            deleted = {"iot_data": dropped.rows_deleted["iot_data"], "iot_rejected": 0}
+            while True:
+                cur = await conn.execute(self._DELETE_REJECTED, (cutoff, self._batch))
+                deleted["iot_rejected"] += cur.rowcount
+                if cur.rowcount < self._batch:
+                    break
+                await asyncio.sleep(self._pause_s)
         except Exception as exc:
             await self.close()
             raise translate_error(exc, "retention purge") from exc
-        return PurgeResult(deleted)
+        return PurgeResult(deleted, dropped.dropped)
 
     async def _connection(self) -> AsyncConnection[Any]:
         from psycopg import AsyncConnection  # noqa: PLC0415 - lazy backend
@@ -227,11 +232,12 @@ class RetentionTask:
         cutoff = self._clock() - self._keep
         result = await self._purger.purge(cutoff)
         self._on_purged(result.deleted)
-        if result.total:
+        if result.total or result.partitions_dropped:
             self._log.info(
-                "retention: deleted %s older than %s",
+                "retention: deleted %s older than %s (partitions dropped: %s)",
                 ", ".join(f"{n} rows of {t}" for t, n in result.deleted.items()),
                 cutoff.isoformat(timespec="seconds"),
+                ", ".join(result.partitions_dropped) or "none",
             )
         return result
 
