@@ -155,6 +155,7 @@ class Settings(BaseSettings):
     http_header_timeout_s: float = Field(default=10.0, gt=0, le=600)
     http_keepalive_s: int = Field(default=5, ge=1, le=3600)
     http_max_connections: int = Field(default=512, ge=1, le=100_000)
+    http_body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     _file_api_keys: tuple[str, ...] = PrivateAttr(default=())
 
     batch_max_size: int = Field(default=5000, ge=1, le=100_000)

@@ -259,6 +259,7 @@ class Service:
                 max_body_bytes=s.max_body_bytes,
                 max_future_skew_s=s.max_future_skew_s,
                 max_readings_per_message=s.max_readings_per_message,
+                body_timeout_s=s.http_body_timeout_s,
                 replay=self._replay,
             ),
         )

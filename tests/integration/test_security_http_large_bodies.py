@@ -4,6 +4,7 @@ small 422 (the first errors and the count), and five at once leave memory bounde
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +27,7 @@ pytestmark = [
 ]
 
 API_KEY = "bodies-key-Qw3Er6Ty9Ui2Op5A"
+BODY_TIMEOUT_S = 2
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 EMPTY_ITEMS = 340_000
 BODY = b"[" + b",".join([b"{}"] * EMPTY_ITEMS) + b"]"  # 1,020,001 bytes
@@ -59,7 +61,11 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Collec
         database_url=f"sqlite:///{tmp}/iot.db",
         client_id="http-bodies",
         log_dir=tmp,
-        env={"IOT_API_AUTH": "enabled", "IOT_API_KEYS": API_KEY},
+        env={
+            "IOT_API_AUTH": "enabled",
+            "IOT_API_KEYS": API_KEY,
+            "IOT_HTTP_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
+        },
     ).start()
     try:
         c.wait_ready()
@@ -140,3 +146,62 @@ def test_five_huge_bodies_at_once_keep_memory_bounded_and_healthz_fast(
     assert peak < RSS_BOUND
     assert latencies[-1] < HEALTHZ_BOUND_S
     assert stored == stream.readings
+
+
+def _slow_post(c: Collector, declared: int, answers: list[bytes]) -> None:
+    """Declare a large body, send 10 bytes of it, then wait for the server's answer."""
+    with socket.create_connection(("127.0.0.1", c.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /api/data HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {API_KEY}\r\nContent-Length: {declared}\r\n\r\n".encode()
+            + b"[{},{},{},"
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        answers.append(data)
+
+
+def test_slow_bodies_time_out_and_free_their_place(collector: tuple[Collector, str]) -> None:
+    """Four slow senders hold every place for large bodies until the body timeout: 408 each;
+    the next large POST is then served."""
+    c, _ = collector
+    slow: list[bytes] = []
+    threads = [threading.Thread(target=_slow_post, args=(c, 200_000, slow)) for _ in range(4)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    response = httpx.post(c.base_url + "/api/data", headers=AUTH, content=BODY, timeout=30)
+    served_after = time.monotonic() - started
+    for t in threads:
+        t.join(timeout=30)
+    assert response.status_code == 422, response.text
+    assert len(slow) == 4
+    assert all(a.startswith(b"HTTP/1.1 408 ") and b"request_timeout" in a for a in slow), slow
+    assert served_after >= BODY_TIMEOUT_S  # it waited for a place
+    print(
+        f"slow bodies: 408 after {BODY_TIMEOUT_S} s; the next large POST served after "
+        f"{served_after:.1f} s"
+    )
+
+
+def test_many_large_bodies_at_once_stay_bounded(collector: tuple[Collector, str]) -> None:
+    c, _ = collector
+    answers: list[httpx.Response] = []
+
+    def post() -> None:
+        answers.append(httpx.post(c.base_url + "/api/data", headers=AUTH, content=BODY, timeout=60))
+
+    before = peak = c.rss()
+    threads = [threading.Thread(target=post) for _ in range(40)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        peak = max(peak, c.rss())
+        time.sleep(0.02)
+    statuses = sorted(a.status_code for a in answers)
+    print(f"40 x 1 MB POSTs: RSS {before / 2**20:.0f} -> peak {peak / 2**20:.0f} MB, {statuses}")
+    assert set(statuses) <= {422, 503}
+    assert all(a.headers.get("retry-after") == "1" for a in answers if a.status_code == 503)
+    assert peak < RSS_BOUND

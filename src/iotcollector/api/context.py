@@ -44,6 +44,8 @@ class ApiContext:
     max_future_skew_s: float = 300.0
     # The same bound as for an MQTT message (IOT_MAX_READINGS_PER_MESSAGE): 422 beyond.
     max_readings_per_message: int = 10_000
+    # A POST body not received whole within this time: 408.
+    body_timeout_s: float = 30.0
     # A write not committed within this time answers 503 + Retry-After; it may still commit
     # later, which is safe: a retried write counts its readings as duplicates.
     write_timeout_s: float = 10.0

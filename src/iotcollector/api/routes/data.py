@@ -56,6 +56,10 @@ MAX_BUCKETS = 10_000
 # POST bodies larger than this are parsed in a worker thread: at ~1.5 µs per reading, a
 # 64 KiB body (~600 readings) holds the event loop for about 1 ms.
 THREAD_PARSE_BYTES = 64 * 1024
+# Bodies larger than that (or of unknown length) received or parsed at once, and how long a
+# request waits for its turn before a 503.
+LARGE_BODIES = 4
+LARGE_BODY_WAIT_S = 5.0
 # A 422 lists this many invalid items, then counts the rest.
 LISTED_REJECTIONS = 100
 CSV_COLUMNS = ("id", "device_id", "sensor_type", "value", "unit", "timestamp")
@@ -178,6 +182,31 @@ def invalid_readings(rejections: list[Rejection]) -> ApiError:
     )
 
 
+def _parser(body: bytes, ctx: ApiContext) -> Callable[[], ParseResult]:
+    return functools.partial(
+        parse_message,
+        body,
+        received_at=ctx.clock(),
+        max_future_skew_s=ctx.max_future_skew_s,
+        max_payload_bytes=ctx.max_body_bytes,
+        max_readings=ctx.max_readings_per_message,
+    )
+
+
+async def _take_slot(slots: asyncio.Semaphore) -> None:
+    """A place to receive a large body, or 503 when none frees up within a few seconds."""
+    try:
+        async with asyncio.timeout(LARGE_BODY_WAIT_S):
+            await slots.acquire()
+    except TimeoutError:
+        raise ApiError(
+            503,
+            "busy",
+            f"{LARGE_BODIES} large bodies are being received already; retry later",
+            headers={"Retry-After": "1"},
+        ) from None
+
+
 def _parse_large(body: bytes, parse: Callable[[], ParseResult], max_readings: int) -> ParseResult:
     """A large body: an array of too many items is refused from its first pieces, without
     decoding it whole (domain/array_items.py); anything else is parsed as usual."""
@@ -272,7 +301,10 @@ def _add_get_data(router: APIRouter, ctx: ApiContext) -> None:
 
 
 def _add_post_data(router: APIRouter, ctx: ApiContext) -> None:
-    large_bodies = asyncio.Semaphore(1)
+    # Bodies over THREAD_PARSE_BYTES (or of unknown length) being received or parsed: at most
+    # LARGE_BODIES at once, so memory does not grow with the number of clients sending them.
+    large_bodies = asyncio.Semaphore(LARGE_BODIES)
+    parsing = asyncio.Semaphore(1)
 
     @router.post(
         "/api/data",
@@ -335,24 +367,26 @@ def _add_post_data(router: APIRouter, ctx: ApiContext) -> None:
         content_type = request.headers.get("content-type")
         if content_type is not None and not _is_json_media_type(content_type):
             raise ApiError(415, "unsupported_media_type", "the body must be application/json")
-        body = await _read_body(request, ctx.max_body_bytes)
-        parse = functools.partial(
-            parse_message,
-            body,
-            received_at=ctx.clock(),
-            max_future_skew_s=ctx.max_future_skew_s,
-            max_payload_bytes=ctx.max_body_bytes,
-            max_readings=ctx.max_readings_per_message,
-        )
-        if len(body) <= THREAD_PARSE_BYTES:
-            result = parse()
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) <= THREAD_PARSE_BYTES:
+            body = await _read_body(request, ctx.max_body_bytes, ctx.body_timeout_s)
+            result = _parser(body, ctx)()
         else:
-            # Off the event loop (MQTT ingest and other requests go on), one at a time (the
-            # parsed document of a 1 MiB body can take tens of MB until it is validated).
-            async with large_bodies:
-                result = await asyncio.to_thread(
-                    _parse_large, body, parse, ctx.max_readings_per_message
-                )
+            await _take_slot(large_bodies)
+            try:
+                body = await _read_body(request, ctx.max_body_bytes, ctx.body_timeout_s)
+                parse = _parser(body, ctx)
+                if len(body) <= THREAD_PARSE_BYTES:
+                    result = parse()
+                else:
+                    # Off the event loop (MQTT ingest and other requests go on), one at a time
+                    # (the parsed document of a 1 MiB body can take tens of MB).
+                    async with parsing:
+                        result = await asyncio.to_thread(
+                            _parse_large, body, parse, ctx.max_readings_per_message
+                        )
+            finally:
+                large_bodies.release()
         if result.rejections:
             raise invalid_readings(result.rejections)
         try:
@@ -482,8 +516,10 @@ def _is_json_media_type(content_type: str) -> bool:
     )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit`` bytes, and with
+    408 when it takes longer than ``timeout_s`` to arrive (a slow sender holds a connection
+    and up to ``limit`` bytes)."""
     too_large = ApiError(
         413, "payload_too_large", f"the body is larger than the limit of {limit} bytes"
     )
@@ -492,11 +528,20 @@ async def _read_body(request: Request, limit: int) -> bytes:
         raise too_large
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            408,
+            "request_timeout",
+            f"the body did not arrive within {timeout_s:g} s",
+            headers={"Connection": "close"},
+        ) from None
     return b"".join(chunks)
 
 
