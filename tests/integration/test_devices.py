@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from support.collector import Collector, publish, wait_for_count
-from support.sparkplug import BOOLEAN, DOUBLE, INT64, STRING, encode, metric
+from support.sparkplug import BOOLEAN, DOUBLE, INT64, STRING, UINT32, encode, metric
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -144,6 +144,7 @@ def test_sparkplug_births_alias_data_death_and_restart(
         [
             metric("bdSeq", 0, datatype=INT64),
             metric("Node Control/Rebirth", False, datatype=BOOLEAN),
+            metric("Uptime", 12, alias=1, datatype=UINT32),
         ],
         timestamp=t0,
     )
@@ -175,6 +176,7 @@ def test_sparkplug_births_alias_data_death_and_restart(
         )
         _wait("births and data", lambda: len(_readings(c, "line1:motor-1")) == 3)
         at = datetime.fromtimestamp(t0 / 1000, UTC)
+        assert _summary(c, "line1") == [("Uptime", 12.0, "", _iso(at))]
         assert _summary(c, "line1:motor-1") == [
             ("Inputs.Temperature", 21.5, "C", _iso(at)),
             ("Inputs.Temperature", 22.0, "C", _iso(at + timedelta(seconds=1))),
