@@ -189,5 +189,5 @@ async def test_an_oversize_payload_is_held_as_its_first_bytes_and_dead_lettered(
         await _settle(lambda: len(storage.dead) == 1)
     [dead] = storage.dead
     assert dead.payload == big[:OVERSIZE_PREFIX_BYTES]
-    assert dead.reason.startswith(f"too_large: payload is {len(big)} bytes")
+    assert dead.reason.startswith(f"too_large: payload is {len(big):,} bytes")
     assert len(storage.readings) == 1

@@ -82,7 +82,7 @@ def _epoch(raw: str) -> datetime:
 
 def check_range(start: datetime | None, end: datetime | None) -> None:
     if start is not None and end is not None and start >= end:
-        raise ParamError("'from' must be earlier than 'to'")
+        raise ParamError("must be later than 'from'")
 
 
 def encode_cursor(position: Position) -> str:

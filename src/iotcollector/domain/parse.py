@@ -163,6 +163,7 @@ _MAX_NUMERIC_STRING_CHARS: Final = 64
 _MAX_TIMESTAMP_CHARS: Final = 64
 _EPOCH_MS_ABOVE: Final = 1e11
 _MIN_TIMESTAMP: Final = datetime(2000, 1, 1, tzinfo=UTC)
+_DAY_S: Final = 86_400.0
 _MIN_EPOCH_S: Final = _MIN_TIMESTAMP.timestamp()
 _MAX_EPOCH_S: Final = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 _SHOW_CHARS: Final = 40
@@ -225,10 +226,10 @@ def parse_message(  # noqa: PLR0913 - the payload, then keyword-only limits
 
 def too_large(size: int, kept: int, max_payload_bytes: int) -> Rejection:
     """The rejection of a payload of ``size`` bytes of which only ``kept`` were kept."""
-    held = "" if kept >= size else f" (its first {kept} bytes are kept)"
+    held = "" if kept >= size else f" (its first {kept:,} bytes are kept)"
     return Rejection(
         RejectionCode.TOO_LARGE.value,
-        f"payload is {size} bytes, more than the limit of {max_payload_bytes}{held}",
+        f"payload is {size:,} bytes, more than the limit of {max_payload_bytes:,}{held}",
     )
 
 
@@ -263,7 +264,7 @@ def _parse_array(
     if not items:
         return _whole(RejectionCode.EMPTY_ARRAY, "message is an empty JSON array")
     if len(items) > max_readings:
-        raise _too_many(f"{len(items)} array items", max_readings)
+        raise _too_many(f"{len(items):,} array items", max_readings)
     readings: list[Reading] = []
     rejections: list[Rejection] = []
     for index, item in enumerate(items):
@@ -275,7 +276,7 @@ def _parse_array(
                     raise
                 rejections.append(Rejection(exc.code.value, exc.detail, index))
             if len(readings) > max_readings:
-                raise _too_many(f"more than {max_readings} readings", max_readings)
+                raise _too_many(f"more than {max_readings:,} readings", max_readings)
         else:
             detail = f"array item must be a JSON object (got {_json_type(item)})"
             rejections.append(Rejection(RejectionCode.WRONG_TYPE.value, detail, index))
@@ -285,7 +286,7 @@ def _parse_array(
 def _too_many(what: str, max_readings: int) -> _InvalidError:
     return _InvalidError(
         RejectionCode.TOO_MANY_READINGS,
-        f"message holds {what}, more than the limit of {max_readings} "
+        f"message holds {what}, more than the limit of {max_readings:,} "
         "(IOT_MAX_READINGS_PER_MESSAGE)",
     )
 
@@ -297,7 +298,7 @@ def _parse_object(
     sensor_type = obj.get("sensor_type", _MISSING)
     if sensor_type is _MISSING:
         if len(obj) > max_readings + len(_MULTI_SKIP):
-            raise _too_many(f"{len(obj)} fields", max_readings)
+            raise _too_many(f"{len(obj):,} fields", max_readings)
         return _parse_multi(obj, device_id, received_at, skew_s, max_readings)
     if type(sensor_type) is not str:
         raise _InvalidError(
@@ -352,7 +353,7 @@ def _parse_multi(
             Reading(device_id, key, value, DEFAULT_UNITS.get(key.lower(), ""), timestamp)
         )
     if len(readings) > max_readings:
-        raise _too_many(f"{len(readings)} sensor fields", max_readings)
+        raise _too_many(f"{len(readings):,} sensor fields", max_readings)
     if not readings:
         raise _InvalidError(
             RejectionCode.MISSING_FIELD,
@@ -449,10 +450,17 @@ def _timestamp(raw: Any, received_at: datetime, skew_s: float) -> datetime:
     if ahead > skew_s:
         raise _InvalidError(
             RejectionCode.TIMESTAMP_OUT_OF_RANGE,
-            f"timestamp {parsed.isoformat()} is {ahead:.6g} s after the time of receipt "
-            f"(at most {skew_s:g} s allowed)",
+            f"timestamp {parsed.isoformat()} is {_seconds(ahead)} after the time of receipt "
+            f"(at most {_seconds(skew_s)} allowed)",
         )
     return parsed
+
+
+def _seconds(value: float) -> str:
+    """``300.000001 s``, ``97,243,123 s (1,125.5 days)``: never ``9.72431e+07 s``."""
+    if value >= _DAY_S:
+        return f"{value:,.0f} s ({value / _DAY_S:,.1f} days)"
+    return f"{value:,.6f}".rstrip("0").rstrip(".") + " s"
 
 
 def _iso_timestamp(raw: str) -> datetime:

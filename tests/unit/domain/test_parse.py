@@ -360,7 +360,7 @@ def test_array_over_the_readings_limit_is_rejected_whole_before_its_items() -> N
     result = parse_message(payload, received_at=RECEIVED, max_payload_bytes=300_000)
     rejection = only_rejection(result, "too_many_readings")
     assert rejection.detail == (
-        "message holds 87000 array items, more than the limit of 10000 "
+        "message holds 87,000 array items, more than the limit of 10,000 "
         "(IOT_MAX_READINGS_PER_MESSAGE)"
     )
 
@@ -412,7 +412,7 @@ def test_dead_letter_reason_counts_by_code_and_lists_the_first_items() -> None:
 def test_too_large_is_checked_before_parsing() -> None:
     payload = b"x" * (10 * 1024 * 1024)  # not JSON either: size is checked first
     rejection = only_rejection(parse(payload), "too_large")
-    assert str(10 * 1024 * 1024) in rejection.detail
+    assert f"{10 * 1024 * 1024:,} bytes" in rejection.detail
 
 
 def test_size_limit_boundary() -> None:
@@ -715,8 +715,10 @@ def test_future_skew_boundary() -> None:
     rejection = only_rejection(
         parse(with_(timestamp=too_far.isoformat())), "timestamp_out_of_range"
     )
-    assert "after the time of receipt" in rejection.detail
-    assert "300 s" in rejection.detail
+    assert "is 300.000001 s after the time of receipt (at most 300 s allowed)" in rejection.detail
+    years = parse(with_(timestamp=(RECEIVED + timedelta(days=1125.5)).isoformat()))
+    detail = only_rejection(years, "timestamp_out_of_range").detail
+    assert "is 97,243,200 s (1,125.5 days) after the time of receipt" in detail
 
 
 def test_future_skew_boundary_epoch() -> None:

@@ -225,7 +225,7 @@ async def test_a_message_over_the_readings_limit_is_one_dead_letter() -> None:
     _submit(h, payload, 1)
     assert await h.pipeline.close(1)
     assert storage.batches == [(0, 1)]
-    assert storage.dead[0].reason.startswith("too_many_readings: message holds 20000 array items")
+    assert storage.dead[0].reason.startswith("too_many_readings: message holds 20,000 array items")
     assert h.value("iotcollector_readings_rejected_total", reason="too_many_readings") == 1
     assert h.value("iotcollector_readings_rejected_total", reason="missing_field") == 0
     await task
@@ -254,8 +254,8 @@ async def test_a_message_kept_only_in_part_is_too_large_with_its_size() -> None:
     [dead] = storage.dead
     assert dead.payload == b"x" * 4096
     assert dead.reason == (
-        "too_large: payload is 10485760 bytes, more than the limit of 65536 "
-        "(its first 4096 bytes are kept)"
+        "too_large: payload is 10,485,760 bytes, more than the limit of 65,536 "
+        "(its first 4,096 bytes are kept)"
     )
     await task
 

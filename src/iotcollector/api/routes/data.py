@@ -98,6 +98,12 @@ To = Annotated[
 _CSV_TYPE = "text/csv; charset=utf-8"
 
 
+_NOT_JSON = (
+    "the body must be JSON, sent with the header Content-Type: application/json "
+    "(curl: -H 'Content-Type: application/json')"
+)
+
+
 def _time(name: str, text: str | None) -> datetime | None:
     if text is None:
         return None
@@ -212,8 +218,8 @@ def _parse_large(body: bytes, parse: Callable[[], ParseResult], max_readings: in
     decoding it whole (domain/array_items.py); anything else is parsed as usual."""
     if more_items_than(body, max_readings):
         detail = (
-            f"message holds more than {max_readings} array items, more than the limit of "
-            f"{max_readings} (IOT_MAX_READINGS_PER_MESSAGE)"
+            f"message holds more than {max_readings:,} array items, more than the limit of "
+            f"{max_readings:,} (IOT_MAX_READINGS_PER_MESSAGE)"
         )
         return ParseResult(rejections=[Rejection(RejectionCode.TOO_MANY_READINGS.value, detail)])
     return parse()
@@ -324,14 +330,12 @@ def _add_post_data(router: APIRouter, ctx: ApiContext) -> None:
             413: error_response(
                 "The body is larger than IOT_MAX_BODY_BYTES.",
                 too_large=error_example(
-                    "payload_too_large", "the body is larger than the limit of 1048576 bytes"
+                    "payload_too_large", "the body is larger than the limit of 1,048,576 bytes"
                 ),
             ),
             415: error_response(
                 "The body is not JSON.",
-                not_json=error_example(
-                    "unsupported_media_type", "the body must be application/json"
-                ),
+                not_json=error_example("unsupported_media_type", _NOT_JSON),
             ),
             422: error_response(
                 "An item is not valid; nothing was stored.",
@@ -366,7 +370,7 @@ def _add_post_data(router: APIRouter, ctx: ApiContext) -> None:
     async def post_data(request: Request) -> Response:
         content_type = request.headers.get("content-type")
         if content_type is not None and not _is_json_media_type(content_type):
-            raise ApiError(415, "unsupported_media_type", "the body must be application/json")
+            raise ApiError(415, "unsupported_media_type", _NOT_JSON)
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) <= THREAD_PARSE_BYTES:
             body = await _read_body(request, ctx.max_body_bytes, ctx.body_timeout_s)
@@ -501,12 +505,18 @@ def _add_aggregate(router: APIRouter, ctx: ApiContext) -> None:
                         "count": b.count,
                         "min": b.min,
                         "max": b.max,
-                        "avg": b.avg,
+                        "avg": _significant(b.avg),
                     }
                     for b in buckets
                 ],
             }
         )
+
+
+def _significant(value: float) -> float:
+    """An average to 15 significant digits: 52.4269, not the sum's rounding noise
+    52.426899999999996 (a double holds 15-17; the readings themselves are sent unchanged)."""
+    return float(f"{value:.15g}")
 
 
 def _is_json_media_type(content_type: str) -> bool:
@@ -521,7 +531,7 @@ async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     408 when it takes longer than ``timeout_s`` to arrive (a slow sender holds a connection
     and up to ``limit`` bytes)."""
     too_large = ApiError(
-        413, "payload_too_large", f"the body is larger than the limit of {limit} bytes"
+        413, "payload_too_large", f"the body is larger than the limit of {limit:,} bytes"
     )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
