@@ -156,9 +156,13 @@ def decode_publish(flags: int, body: bytes, version: int = MQTT5) -> tuple[str, 
     return incoming.topic, incoming.payload, incoming.packet_id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IncomingPublish:
-    """An incoming PUBLISH: ``payload`` is at most ``keep`` bytes of the ``size`` sent."""
+    """An incoming PUBLISH: ``payload`` is at most ``keep`` bytes of the ``size`` sent.
+
+    Not frozen: a frozen dataclass's ``__init__`` costs about three times as much, on the
+    hot path (once per message).
+    """
 
     topic: str
     payload: bytes

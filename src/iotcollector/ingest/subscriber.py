@@ -37,7 +37,7 @@ from iotcollector.ingest.handshake import encode_connect, handshake, protocol_na
 if TYPE_CHECKING:
     import logging
     import ssl
-    from collections.abc import Awaitable, Callable, Iterable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     # Opens a connection for a protocol factory: ``loop.create_connection`` to the broker.
     Connector = Callable[
@@ -244,7 +244,7 @@ class MqttSubscriber:
             asyncio.get_running_loop().call_soon(self.take, proto)
         self._apply_pause()
 
-    def ack(self, deliveries: Iterable[Delivery]) -> int:
+    def ack(self, deliveries: Sequence[Delivery]) -> int:
         """Release messages the pipeline is done with (committed, or not to be stored) and
         acknowledge those of the current connection in one write; return how many PUBACKs
         were sent.
@@ -254,15 +254,9 @@ class MqttSubscriber:
         """
         was_full = self.full
         gen = self._generation
-        ids: list[int] = []
-        released = released_bytes = 0
-        for d in deliveries:
-            released += 1
-            released_bytes += len(d.payload)
-            if d.connection == gen and d.packet_id is not None:
-                ids.append(d.packet_id)
-        self._inflight -= released
-        self._inflight_bytes -= released_bytes
+        self._inflight -= len(deliveries)
+        self._inflight_bytes -= sum([len(d.payload) for d in deliveries])
+        ids = [d.packet_id for d in deliveries if d.connection == gen and d.packet_id is not None]
         proto = self._proto
         if proto is None:
             return 0
