@@ -53,6 +53,8 @@ def test_ingest_benchmark_runs_every_part_and_loses_nothing(tmp_path: Path) -> N
         ("postgres_single", MESSAGES),
         ("postgres_array100", MESSAGES // 100 * 100),
         ("sqlite_single", MESSAGES),
+        ("postgres_mapped_json5", MESSAGES // 5 * 5),
+        ("postgres_sparkplug_ddata10", (MESSAGES // 10 + 100) * 10),
     ):
         assert result[drain]["readings"] == readings
         assert result[drain]["readings_per_s"] > 0
