@@ -9,6 +9,8 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=
 command -v mosquitto_sub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# Alertmanager (and amtool): the alert-delivery test and config checks of monitoring/.
+command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v yamllint >/dev/null 2>&1 || need_apt+=(yamllint)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)

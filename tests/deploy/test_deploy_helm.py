@@ -100,7 +100,7 @@ def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _runs_our_image(container: dict[str, Any], values: str) -> bool:
     image = str(container["image"])
     repository = {"default": "ghcr.io/iot-collector/iot-collector", "local": "iot-collector:"}
-    return image.startswith(repository.get(values, "000000000000.dkr.ecr"))
+    return image.startswith(repository.get(values, "ACCOUNT_ID.dkr.ecr"))
 
 
 @pytest.mark.parametrize("values", VALUES)
@@ -411,3 +411,31 @@ def test_values_yaml_documents_every_key() -> None:
             undocumented.append(f"line {i + 1}: {match.group(2)}")
         stack.append((indent, documented))
     assert undocumented == []
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, f"selector not handled here: {selector}"
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def test_service_monitor_scrapes_each_pod_once(manifests: dict[str, list[Manifest]]) -> None:
+    """Exactly one Service matches the ServiceMonitor: the headless one would double the targets."""
+    docs = manifests["aws"]
+    (monitor,) = _find(docs, "ServiceMonitor")
+    ports = {e["port"] for e in monitor["spec"]["endpoints"]}
+    matching = [
+        s["metadata"]["name"]
+        for s in _find(docs, "Service")
+        if _selects(monitor["spec"]["selector"], s["metadata"].get("labels", {}))
+        and ports & {p.get("name") for p in s["spec"]["ports"]}
+    ]
+    assert len(matching) == 1, f"ServiceMonitor selects {matching}: each pod scraped per Service"
+
+
+def test_backup_upload_uses_the_bucket_key(manifests: dict[str, list[Manifest]]) -> None:
+    """`--sse aws:kms` without a key id would encrypt with aws/s3, not the environment's key."""
+    (cron,) = _find(manifests["aws"], "CronJob")
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (upload,) = [c for c in pod["containers"] if c["name"] == "upload"]
+    command = " ".join(upload["args"])
+    assert "--sse" not in command or "--sse-kms-key-id" in command, command

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from deploy_helpers import DEPLOY, REPO, TERRAFORM, check, require_tool
+from deploy_helpers import DEPLOY, REPO, TERRAFORM, check
+from terraform_support import copy_terraform, init, terraform_env, terraform_tool
 
-# Where the AWS provider lies on disk (IOT_TF_PLUGIN_DIR, as CI mirrors it); `terraform init`
-# installs from it, offline.
-PLUGIN_DIR = Path(os.environ.get("IOT_TF_PLUGIN_DIR", "/opt/tf-plugins"))
+if TYPE_CHECKING:
+    from pathlib import Path
+
 TEXT_SUFFIXES = frozenset(
     {".tf", ".hcl", ".example", ".yaml", ".yml", ".md", ".sh", ".tpl", ".txt"}
 )
@@ -48,18 +47,14 @@ def _all(kind: str, root: Path = TERRAFORM) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def terraform() -> str:
-    tool = require_tool("terraform", "install terraform >= 1.11")
-    if not PLUGIN_DIR.is_dir():
-        pytest.skip(f"{PLUGIN_DIR} (the AWS provider for offline init) is absent")
-    return tool
+    return terraform_tool()
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """A copy of deploy/terraform: init writes .terraform/ and lock files there, not in the repo."""
-    target = tmp_path_factory.mktemp("terraform") / "terraform"
-    shutil.copytree(TERRAFORM, target, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
-    return target
+    home = tmp_path_factory.mktemp("terraform")
+    return copy_terraform(home / "terraform"), terraform_env(home)
 
 
 def test_fmt_check_recursive(terraform: str) -> None:
@@ -67,12 +62,10 @@ def test_fmt_check_recursive(terraform: str) -> None:
 
 
 @pytest.mark.parametrize("root", ROOTS)
-def test_validate(terraform: str, workdir: Path, root: str) -> None:
-    cwd = workdir / root
-    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
-    init = [terraform, "init", "-backend=false", f"-plugin-dir={PLUGIN_DIR}", "-input=false"]
-    check([*init, "-no-color"], cwd=cwd, env=env)
-    check([terraform, "validate", "-no-color"], cwd=cwd, env=env)
+def test_validate(terraform: str, workdir: tuple[Path, dict[str, str]], root: str) -> None:
+    copy, env = workdir
+    init(terraform, copy / root, env)
+    check([terraform, "validate", "-no-color"], cwd=copy / root, env=env)
 
 
 def test_every_variable_is_typed_and_described() -> None:

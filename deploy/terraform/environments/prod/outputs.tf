@@ -62,3 +62,18 @@ output "github_plan_role_arn" {
   description = "Role for the terraform plan workflow (repository variable AWS_PLAN_ROLE_ARN)."
   value       = module.github_oidc.plan_role_arn
 }
+
+output "cluster_autoscaler_role_arn" {
+  description = "IRSA role for the Cluster Autoscaler's service account (kube-system/cluster-autoscaler)."
+  value       = module.eks.cluster_autoscaler_role_arn
+}
+
+output "eks_public_access_cidrs" {
+  description = "CIDRs that reach the EKS API endpoint: the deploy runners must egress from one (repository variable EKS_PUBLIC_ACCESS_CIDRS)."
+  value       = var.eks_public_access_cidrs
+}
+
+output "kms_key_arn" {
+  description = "The environment's KMS key (backups, secrets, volumes)."
+  value       = module.secrets.kms_key_arn
+}

@@ -24,8 +24,11 @@ variable "single_nat_gateway" {
 
 variable "eks_public_access_cidrs" {
   type        = list(string)
-  description = "CIDRs allowed to reach the EKS API endpoint from outside the VPC (operators, CI runners). Empty: private only."
-  default     = []
+  description = "CIDRs allowed to reach the EKS API endpoint from outside the VPC: the deploy workflow's runners (static egress ranges) and operators. Required: the release workflow deploys through this endpoint."
+  validation {
+    condition     = length(var.eks_public_access_cidrs) > 0 && alltrue([for c in var.eks_public_access_cidrs : can(cidrhost(c, 0)) && !endswith(c, "/0")])
+    error_message = "eks_public_access_cidrs: give the CIDRs of the deploy runners and operators (at least one, none /0); the release workflow reaches the cluster through them."
+  }
 }
 
 variable "kubernetes_version" {
@@ -42,8 +45,8 @@ variable "node_instance_types" {
 
 variable "spot_enabled" {
   type        = bool
-  description = "Run a spot node group for non-critical workloads (architecture: cost optimisation)."
-  default     = true
+  description = "Run a tainted spot node group for non-critical workloads; off by default because no workload of the chart tolerates it yet (cost for nothing)."
+  default     = false
 }
 
 variable "spot_instance_types" {
@@ -113,4 +116,20 @@ variable "collector_csr_pem" {
   type        = string
   description = "Optional CSR for the collector certificate, so its private key never leaves your machine."
   default     = ""
+}
+
+variable "create_autoscaling_service_linked_role" {
+  type        = bool
+  description = "Create the account's Auto Scaling service-linked role, which the KMS key policy names for the nodes' encrypted volumes (false if the account has it already)."
+  default     = true
+}
+
+variable "emulator_skips" {
+  type        = set(string)
+  description = "Parts an AWS emulator cannot create, left out of the apply test against moto (tests/deploy/test_deploy_terraform_moto.py). Never set for a real account."
+  default     = []
+  validation {
+    condition     = length(setsubtract(var.emulator_skips, ["iot-tagged-resources", "eks-addons", "eks-access-entries", "eks-cluster-security-group"])) == 0
+    error_message = "emulator_skips: only iot-tagged-resources, eks-addons, eks-access-entries, eks-cluster-security-group."
+  }
 }

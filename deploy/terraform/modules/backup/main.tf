@@ -123,7 +123,8 @@ data "aws_iam_policy_document" "writer_assume" {
 }
 
 resource "aws_iam_role" "writer" {
-  name               = "${var.bucket_name}-writer"
+  # <name>-backup: the role values-aws.yaml annotates on the backup service account.
+  name               = "${var.name}-backup"
   assume_role_policy = data.aws_iam_policy_document.writer_assume.json
   tags               = var.tags
 }

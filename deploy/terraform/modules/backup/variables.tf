@@ -1,3 +1,8 @@
+variable "name" {
+  type        = string
+  description = "Name prefix: the writer role is <name>-backup (values-aws: backup.serviceAccount.annotations)."
+}
+
 variable "bucket_name" {
   type        = string
   description = "Name of the backup bucket (globally unique)."

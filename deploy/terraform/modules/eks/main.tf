@@ -30,6 +30,21 @@ resource "aws_iam_role_policy_attachment" "cluster" {
   policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonEKSClusterPolicy"
 }
 
+# Envelope encryption of Secrets: the key policy delegates to IAM, so the cluster role needs the
+# key itself (as the terraform-aws-eks module grants it).
+data "aws_iam_policy_document" "cluster_encryption" {
+  statement {
+    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey"]
+    resources = [var.kms_key_arn]
+  }
+}
+
+resource "aws_iam_role_policy" "cluster_encryption" {
+  name   = "secrets-envelope-encryption"
+  role   = aws_iam_role.cluster.id
+  policy = data.aws_iam_policy_document.cluster_encryption.json
+}
+
 resource "aws_cloudwatch_log_group" "cluster" {
   # The name EKS writes to; created here for retention and encryption.
   name              = "/aws/eks/${var.name}/cluster"
@@ -68,6 +83,7 @@ resource "aws_eks_cluster" "this" {
 
   depends_on = [
     aws_iam_role_policy_attachment.cluster,
+    aws_iam_role_policy.cluster_encryption,
     aws_cloudwatch_log_group.cluster,
   ]
 }
@@ -76,7 +92,7 @@ resource "aws_eks_cluster" "this" {
 # webhooks of the add-ons we run (443, metrics-server 4443, 8443, AWS Load Balancer Controller
 # and External Secrets 9443).
 resource "aws_vpc_security_group_ingress_rule" "nodes_from_control_plane" {
-  for_each = toset(["443", "4443", "8443", "9443", "10250"])
+  for_each = var.cluster_security_group_rules_enabled ? toset(["443", "4443", "8443", "9443", "10250"]) : toset([])
 
   security_group_id            = var.node_security_group_id
   description                  = "Control plane to nodes on ${each.value}"
@@ -87,6 +103,8 @@ resource "aws_vpc_security_group_ingress_rule" "nodes_from_control_plane" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "control_plane_from_nodes" {
+  count = var.cluster_security_group_rules_enabled ? 1 : 0
+
   security_group_id            = aws_eks_cluster.this.vpc_config[0].cluster_security_group_id
   description                  = "Nodes to the Kubernetes API"
   referenced_security_group_id = var.node_security_group_id
@@ -105,7 +123,7 @@ resource "aws_iam_openid_connect_provider" "this" {
 }
 
 resource "aws_eks_addon" "this" {
-  for_each = toset(["vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "aws-ebs-csi-driver"])
+  for_each = var.addons_enabled ? toset(["vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "aws-ebs-csi-driver"]) : toset([])
 
   cluster_name                = aws_eks_cluster.this.name
   addon_name                  = each.value
@@ -147,6 +165,72 @@ resource "aws_iam_role_policy_attachment" "ebs_csi" {
   policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
 }
 
+# Cluster Autoscaler (IRSA): the node groups' Auto Scaling groups scale only if something asks
+# them to. EKS tags managed node groups' groups for the autoscaler's auto-discovery; this role
+# may change only the groups of this cluster. Install the cluster-autoscaler chart with
+# serviceAccount kube-system/cluster-autoscaler annotated with cluster_autoscaler_role_arn.
+data "aws_iam_policy_document" "autoscaler_assume" {
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+    principals {
+      type        = "Federated"
+      identifiers = [aws_iam_openid_connect_provider.this.arn]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${replace(aws_iam_openid_connect_provider.this.url, "https://", "")}:sub"
+      values   = ["system:serviceaccount:kube-system:cluster-autoscaler"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${replace(aws_iam_openid_connect_provider.this.url, "https://", "")}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "autoscaler" {
+  name               = "${var.name}-cluster-autoscaler"
+  assume_role_policy = data.aws_iam_policy_document.autoscaler_assume.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "autoscaler" {
+  # checkov:skip=CKV_AWS_356:Describe* calls of Auto Scaling and EC2 support no resource-level permissions
+  statement {
+    sid = "Discover"
+    actions = [
+      "autoscaling:DescribeAutoScalingGroups",
+      "autoscaling:DescribeAutoScalingInstances",
+      "autoscaling:DescribeLaunchConfigurations",
+      "autoscaling:DescribeScalingActivities",
+      "autoscaling:DescribeTags",
+      "ec2:DescribeImages",
+      "ec2:DescribeInstanceTypes",
+      "ec2:DescribeLaunchTemplateVersions",
+      "ec2:GetInstanceTypesFromInstanceRequirements",
+      "eks:DescribeNodegroup",
+    ]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "ScaleThisClusterOnly"
+    actions   = ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/k8s.io/cluster-autoscaler/${var.name}"
+      values   = ["owned"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "autoscaler" {
+  name   = "cluster-autoscaler"
+  role   = aws_iam_role.autoscaler.id
+  policy = data.aws_iam_policy_document.autoscaler.json
+}
+
 # ---------------------------------------------------------------- nodes
 
 data "aws_iam_policy_document" "node_assume" {
@@ -181,10 +265,10 @@ resource "aws_iam_role_policy_attachment" "node" {
 resource "aws_launch_template" "node" {
   name_prefix            = "${var.name}-node-"
   update_default_version = true
-  vpc_security_group_ids = [
+  vpc_security_group_ids = compact([
     var.node_security_group_id,
     aws_eks_cluster.this.vpc_config[0].cluster_security_group_id,
-  ]
+  ])
 
   metadata_options {
     http_endpoint               = "enabled"

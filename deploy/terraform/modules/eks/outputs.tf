@@ -27,3 +27,8 @@ output "oidc_provider" {
   description = "Issuer host/path of the OIDC provider, for IRSA trust conditions."
   value       = replace(aws_iam_openid_connect_provider.this.url, "https://", "")
 }
+
+output "cluster_autoscaler_role_arn" {
+  description = "IRSA role of the Cluster Autoscaler (service account kube-system/cluster-autoscaler)."
+  value       = aws_iam_role.autoscaler.arn
+}

@@ -67,8 +67,8 @@ variable "node_max_size" {
 
 variable "spot_enabled" {
   type        = bool
-  description = "Create a spot node group for non-critical workloads (simulator, batch jobs, monitoring)."
-  default     = true
+  description = "Create a tainted spot node group for non-critical workloads; only pods that tolerate iot-collector/spot land there (none of the chart's by default)."
+  default     = false
 }
 
 variable "spot_instance_types" {
@@ -105,4 +105,16 @@ variable "tags" {
   type        = map(string)
   description = "Tags added to every resource."
   default     = {}
+}
+
+variable "addons_enabled" {
+  type        = bool
+  description = "Install the EKS add-ons (vpc-cni, coredns, kube-proxy, pod identity, EBS CSI). Only the moto test turns this off: moto has no CreateAddon."
+  default     = true
+}
+
+variable "cluster_security_group_rules_enabled" {
+  type        = bool
+  description = "Rules between the nodes and the cluster security group EKS creates. Only the moto test turns this off: moto's clusters have no such group."
+  default     = true
 }

@@ -4,6 +4,7 @@
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
+data "aws_region" "current" {}
 
 locals {
   partition    = data.aws_partition.current.partition
@@ -82,15 +83,24 @@ resource "aws_iam_role_policy" "deploy" {
   policy = data.aws_iam_policy_document.deploy.json
 }
 
-# Kubernetes permissions of the deploy role: admin of the application namespace only.
+# Kubernetes permissions of the deploy role: AmazonEKSAdminPolicy on the application namespace
+# (built-in kinds), plus the Kubernetes group that deploy/kubernetes/deployer-rbac.yaml binds to
+# what that policy lacks: the custom resources the chart creates (ExternalSecret,
+# ServiceMonitor, PrometheusRule) in the namespace. The namespace itself is created by that
+# manifest (cluster-scoped): the workflow never passes --create-namespace.
 resource "aws_eks_access_entry" "deploy" {
-  cluster_name  = var.eks_cluster_name
-  principal_arn = aws_iam_role.deploy.arn
-  type          = "STANDARD"
-  tags          = var.tags
+  count = var.access_entry_enabled ? 1 : 0
+
+  cluster_name      = var.eks_cluster_name
+  principal_arn     = aws_iam_role.deploy.arn
+  type              = "STANDARD"
+  kubernetes_groups = [var.deploy_kubernetes_group]
+  tags              = var.tags
 }
 
 resource "aws_eks_access_policy_association" "deploy" {
+  count = var.access_entry_enabled ? 1 : 0
+
   cluster_name  = var.eks_cluster_name
   principal_arn = aws_iam_role.deploy.arn
   policy_arn    = "arn:${local.partition}:eks::aws:cluster-access-policy/AmazonEKSAdminPolicy"
@@ -144,6 +154,34 @@ data "aws_iam_policy_document" "plan_state" {
     actions   = ["s3:GetObject", "s3:ListBucket"]
     resources = [var.state_bucket_arn, "${var.state_bucket_arn}/*"]
   }
+}
+
+# ReadOnlyAccess reads no secret value: refreshing the secret versions Terraform manages needs
+# GetSecretValue on exactly those secrets and Decrypt with their key (through Secrets Manager
+# only). Their content is in the state the role reads anyway (collector certificate) or is the
+# app's API key: see deploy/terraform/README.md (plan role) for the trade-off.
+data "aws_iam_policy_document" "plan_secrets" {
+  statement {
+    sid       = "RefreshManagedSecretVersions"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = var.secret_arns
+  }
+  statement {
+    sid       = "DecryptThroughSecretsManager"
+    actions   = ["kms:Decrypt"]
+    resources = [var.kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${data.aws_region.current.name}.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "plan_secrets" {
+  name   = "refresh-managed-secrets"
+  role   = aws_iam_role.plan.id
+  policy = data.aws_iam_policy_document.plan_secrets.json
 }
 
 resource "aws_iam_role_policy" "plan_state" {

@@ -29,6 +29,22 @@ variable "state_bucket_arn" {
   description = "ARN of the Terraform state bucket, which the plan role reads."
 }
 
+variable "deploy_kubernetes_group" {
+  type        = string
+  description = "Kubernetes group of the deploy role's access entry; deploy/kubernetes/deployer-rbac.yaml binds it."
+  default     = "iot-collector:deployers"
+}
+
+variable "kms_key_arn" {
+  type        = string
+  description = "KMS key of the secrets Terraform manages (the plan role decrypts them through Secrets Manager to refresh them)."
+}
+
+variable "secret_arns" {
+  type        = list(string)
+  description = "Secrets whose versions Terraform manages: the plan role may read them to refresh the state."
+}
+
 variable "create_oidc_provider" {
   type        = bool
   description = "Create the account's GitHub OIDC provider (false if it exists already)."
@@ -39,4 +55,10 @@ variable "tags" {
   type        = map(string)
   description = "Tags added to every resource."
   default     = {}
+}
+
+variable "access_entry_enabled" {
+  type        = bool
+  description = "Give the deploy role its EKS access entry. Only the moto test turns this off: moto has no CreateAccessEntry."
+  default     = true
 }

@@ -20,6 +20,8 @@ data "aws_iot_endpoint" "ats" {
 }
 
 resource "aws_iot_thing_type" "sensor" {
+  count = var.tagged_resources_enabled ? 1 : 0
+
   name = "${var.name}-sensor"
   properties {
     description           = "IoT sensor publishing readings to ${var.data_topic}"
@@ -32,6 +34,8 @@ resource "aws_iot_thing_type" "sensor" {
 # MQTT client id. IsAttached binds the certificate to that thing: another device's certificate
 # cannot connect under this client id, and a device can publish only its own status.
 resource "aws_iot_policy" "device" {
+  count = var.tagged_resources_enabled ? 1 : 0
+
   name = "${var.name}-device"
   policy = jsonencode({
     Version = "2012-10-17"
@@ -59,6 +63,8 @@ resource "aws_iot_policy" "device" {
 # through the shared group and to the status topics, receives those, nothing else (it never
 # publishes).
 resource "aws_iot_policy" "collector" {
+  count = var.tagged_resources_enabled ? 1 : 0
+
   name = "${var.name}-collector"
   policy = jsonencode({
     Version = "2012-10-17"
@@ -97,6 +103,8 @@ resource "aws_iot_certificate" "collector" {
 }
 
 resource "aws_iot_policy_attachment" "collector" {
-  policy = aws_iot_policy.collector.name
+  count = var.tagged_resources_enabled ? 1 : 0
+
+  policy = aws_iot_policy.collector[0].name
   target = aws_iot_certificate.collector.arn
 }

@@ -5,22 +5,23 @@ output "endpoint" {
 
 output "thing_type_name" {
   description = "Thing type of the devices."
-  value       = aws_iot_thing_type.sensor.name
+  value       = one(aws_iot_thing_type.sensor[*].name)
 }
 
 output "device_policy_name" {
   description = "Policy to attach to every device certificate."
-  value       = aws_iot_policy.device.name
+  value       = one(aws_iot_policy.device[*].name)
 }
 
 output "collector_policy_name" {
   description = "Policy attached to the collector certificate."
-  value       = aws_iot_policy.collector.name
+  value       = one(aws_iot_policy.collector[*].name)
 }
 
 output "collector_certificate_pem" {
   description = "The collector's certificate (PEM)."
   value       = aws_iot_certificate.collector.certificate_pem
+  sensitive   = true
 }
 
 output "collector_private_key_pem" {

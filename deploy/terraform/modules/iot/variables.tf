@@ -44,3 +44,9 @@ variable "tags" {
   description = "Tags added to every resource that supports them."
   default     = {}
 }
+
+variable "tagged_resources_enabled" {
+  type        = bool
+  description = "Create the thing type and policies (taggable IoT resources). Only the moto test turns this off: moto does not implement IoT ListTagsForResource."
+  default     = true
+}

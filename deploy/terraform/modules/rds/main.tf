@@ -2,6 +2,8 @@
 # only from the EKS nodes' security group. The master password never appears in Terraform: RDS
 # generates it into Secrets Manager and rotates it (manage_master_user_password).
 
+data "aws_partition" "current" {}
+
 resource "aws_db_subnet_group" "this" {
   name       = var.name
   subnet_ids = var.private_subnet_ids
@@ -15,8 +17,10 @@ resource "aws_security_group" "this" {
   tags        = merge(var.tags, { Name = "${var.name}-rds" })
 }
 
+# Keyed by the caller's static names: a group's id is known only after apply, a key must be
+# known at plan time (for_each over the ids fails on a first plan).
 resource "aws_vpc_security_group_ingress_rule" "from_nodes" {
-  for_each = toset(var.allowed_security_group_ids)
+  for_each = var.allowed_security_groups
 
   security_group_id            = aws_security_group.this.id
   description                  = "PostgreSQL from the EKS nodes"
@@ -82,7 +86,7 @@ resource "aws_iam_role" "monitoring" {
 
 resource "aws_iam_role_policy_attachment" "monitoring" {
   role       = aws_iam_role.monitoring.name
-  policy_arn = "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
 }
 
 resource "aws_db_instance" "this" {

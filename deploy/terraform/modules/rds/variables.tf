@@ -13,9 +13,9 @@ variable "private_subnet_ids" {
   description = "Private subnets of the DB subnet group (two zones for Multi-AZ)."
 }
 
-variable "allowed_security_group_ids" {
-  type        = list(string)
-  description = "Security groups allowed to connect on 5432: the EKS nodes only."
+variable "allowed_security_groups" {
+  type        = map(string)
+  description = "Security groups allowed to connect on 5432, by a name known at plan time (e.g. { nodes = <id> }): the EKS nodes only."
 }
 
 variable "engine_version" {

@@ -9,6 +9,19 @@ data "aws_partition" "current" {}
 locals {
   account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
+  # EC2 Auto Scaling launches the EKS nodes and creates their root volumes with this key: without
+  # these grants the instances terminate at launch and the node group goes CREATE_FAILED.
+  autoscaling_role_arn = "arn:${local.partition}:iam::${local.account_id}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+}
+
+# A key policy may only name principals that exist: on a new account the Auto Scaling
+# service-linked role appears with the first Auto Scaling group, after this key. Create it first
+# (set create_autoscaling_service_linked_role = false where the account has it already).
+resource "aws_iam_service_linked_role" "autoscaling" {
+  count = var.create_autoscaling_service_linked_role ? 1 : 0
+
+  aws_service_name = "autoscaling.amazonaws.com"
+  tags             = var.tags
 }
 
 data "aws_iam_policy_document" "kms" {
@@ -47,6 +60,37 @@ data "aws_iam_policy_document" "kms" {
       values   = ["arn:${local.partition}:logs:${data.aws_region.current.name}:${local.account_id}:*"]
     }
   }
+
+  statement {
+    sid = "AutoScalingNodeVolumes"
+    actions = [
+      "kms:Encrypt",
+      "kms:Decrypt",
+      "kms:ReEncrypt*",
+      "kms:GenerateDataKey*",
+      "kms:DescribeKey",
+    ]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = [local.autoscaling_role_arn]
+    }
+  }
+
+  statement {
+    sid       = "AutoScalingNodeVolumeGrants"
+    actions   = ["kms:CreateGrant"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = [local.autoscaling_role_arn]
+    }
+    condition {
+      test     = "Bool"
+      variable = "kms:GrantIsForAWSResource"
+      values   = ["true"]
+    }
+  }
 }
 
 resource "aws_kms_key" "this" {
@@ -55,6 +99,8 @@ resource "aws_kms_key" "this" {
   deletion_window_in_days = 30
   policy                  = data.aws_iam_policy_document.kms.json
   tags                    = var.tags
+
+  depends_on = [aws_iam_service_linked_role.autoscaling]
 }
 
 resource "aws_kms_alias" "this" {
@@ -64,10 +110,12 @@ resource "aws_kms_alias" "this" {
 
 # ---------------------------------------------------------------- app secret (API keys)
 
-# Generated at apply time and written write-only: the key is in Secrets Manager, not in state.
-ephemeral "aws_secretsmanager_random_password" "api_key" {
-  password_length     = 48
-  exclude_punctuation = true
+# Generated at apply time and written write-only: the key is in Secrets Manager, neither in the
+# state nor in the plan. Two uuid() (crypto/rand, 244 random bits) rather than an ephemeral
+# aws_secretsmanager_random_password: that one calls GetRandomPassword during every plan (the
+# read-only plan role may not) and cannot be mocked by `terraform test`.
+locals {
+  api_key = "${replace(uuid(), "-", "")}${replace(uuid(), "-", "")}"
 }
 
 resource "aws_secretsmanager_secret" "app" {
@@ -81,7 +129,7 @@ resource "aws_secretsmanager_secret" "app" {
 resource "aws_secretsmanager_secret_version" "app" {
   secret_id = aws_secretsmanager_secret.app.id
   secret_string_wo = jsonencode({
-    api_keys = ephemeral.aws_secretsmanager_random_password.api_key.random_password
+    api_keys = local.api_key
   })
   secret_string_wo_version = var.api_keys_version
 }
@@ -107,7 +155,9 @@ resource "aws_secretsmanager_secret" "mqtt_tls" {
 }
 
 resource "aws_secretsmanager_secret_version" "mqtt_tls" {
-  count = var.collector_private_key_pem != "" ? 1 : 0
+  # A known flag, not the key itself: the key is known only after apply (count must be known at
+  # plan time).
+  count = var.store_collector_private_key ? 1 : 0
 
   secret_id = aws_secretsmanager_secret.mqtt_tls.id
   secret_string = jsonencode({

@@ -17,3 +17,8 @@ output "external_secrets_role_arn" {
   description = "IRSA role for the External Secrets Operator's service account."
   value       = aws_iam_role.eso.arn
 }
+
+output "secret_arns" {
+  description = "ARNs of the secrets Terraform writes (the plan role refreshes them)."
+  value       = [aws_secretsmanager_secret.app.arn, aws_secretsmanager_secret.mqtt_tls.arn]
+}

@@ -39,6 +39,18 @@ variable "collector_private_key_pem" {
   default     = ""
 }
 
+variable "store_collector_private_key" {
+  type        = bool
+  description = "Store the collector's certificate and AWS-generated key (false when the certificate was issued from a CSR: store the key yourself)."
+  default     = true
+}
+
+variable "create_autoscaling_service_linked_role" {
+  type        = bool
+  description = "Create the account's Auto Scaling service-linked role, which the key policy names (false if the account has it already)."
+  default     = true
+}
+
 variable "rds_master_secret_arn" {
   type        = string
   description = "The RDS-managed master-user secret (rotated by RDS) that the operator may read."
