@@ -280,12 +280,14 @@ def test_no_secret_in_any_log_line_from_any_source(
         procs["up"] = _start(tmp_path, "up", up_env)
         for name in ("ok", "up"):
             _wait_ready_url(f"http://127.0.0.1:{ports[name]}", tmp_path / f"{name}.log")
-        # At least two connection attempts each, so the retry lines are in.
-        for name in ("percent", "down"):
-            _wait_logged(tmp_path / f"{name}.log", "database not available", times=2)
+        # The unparsable URL is a permanent error: the collector says so and exits. The
+        # unreachable database is retried: at least two attempts, so the retry lines are in.
+        _wait_logged(tmp_path / "percent.log", "invalid percent-encoded token")
+        _wait_logged(tmp_path / "down.log", "database not available", times=2)
         _wait_logged(tmp_path / "refused.log", "not authori")
-        for name in procs:
-            httpx.get(f"http://127.0.0.1:{ports[name]}/api/data", timeout=10)
+        for name, proc in procs.items():
+            if proc.poll() is None:  # the one with the unparsable URL has exited
+                httpx.get(f"http://127.0.0.1:{ports[name]}/api/data", timeout=10)
     finally:
         _stop_all(procs.values())
         broker.cleanup()
