@@ -35,4 +35,8 @@ class MqttError(IotCollectorError):
 
 
 class MqttRefusedError(MqttError):
-    """The broker refused the connection (bad credentials, not authorised)."""
+    """The broker refused the connection or a subscription; ``code``: its MQTT 5 reason code."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code

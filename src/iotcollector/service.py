@@ -20,7 +20,7 @@ from iotcollector.api.server import HttpLimits, bounded_protocol
 from iotcollector.backoff import Backoff
 from iotcollector.config import ApiAuth
 from iotcollector.domain.mapping import filters_overlap
-from iotcollector.errors import PermanentStorageError, StorageError
+from iotcollector.errors import MqttRefusedError, PermanentStorageError, StorageError
 from iotcollector.ingest import codec
 from iotcollector.ingest.subscriber import Delivery, MqttSubscriber
 from iotcollector.ingest.tls import client_tls_context
@@ -324,6 +324,14 @@ class Service:
         subscriber = asyncio.create_task(self._subscriber.run(), name="mqtt")
         try:
             await asyncio.gather(writer, subscriber)
+        except MqttRefusedError as exc:
+            self._log.critical(
+                "cannot start: %s (check IOT_MQTT_USERNAME/PASSWORD or the client certificate, "
+                "IOT_MQTT_CLIENT_ID, the topic filters and the broker's ACL)",
+                exc,
+            )
+            self._exit_code = 1
+            self._stop.set()
         finally:
             for task in background:
                 task.cancel()

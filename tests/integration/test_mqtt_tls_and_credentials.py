@@ -172,12 +172,14 @@ def test_collector_with_user_name_and_password(tmp_path: Path) -> None:
             timeout=20,
         )
         assert wait_for_count(db, "iot_data", 1, timeout=20) == 1
-        assert "not authorized" in wrong.log() or "bad user name or password" in wrong.log()
-        assert wrong.get("/readyz").status_code == 503
+        assert wrong.proc is not None
+        assert wrong.proc.wait(timeout=20) == 1  # refused credentials at start-up: exit 1
+        log = wrong.log()
+        assert "cannot start: broker refused" in log, log
+        assert "not authorized" in log or "bad user name or password" in log
         assert "s3cret" not in wrong.log() + good.log()
         assert scalar(db, "SELECT count(*) FROM iot_data") == 1
         assert good.stop() == 0
-        assert wrong.stop() == 0
     finally:
         good.ensure_stopped()
         wrong.ensure_stopped()

@@ -261,6 +261,8 @@ async def handshake(
             continue
         if ack.reason_code:
             proto.transport.close()
-            raise MqttRefusedError(f"broker refused {client_id!r}: {ack.refusal()}")
+            raise MqttRefusedError(
+                f"broker refused {client_id!r}: {ack.refusal()}", ack.reason_code
+            )
         keepalive = ack.server_keep_alive if ack.server_keep_alive is not None else keepalive_s
         return proto, ack, version, keepalive

@@ -45,6 +45,10 @@ if TYPE_CHECKING:
     ]
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
+# MQTT 5 reason codes that retrying with the same configuration cannot change: client id not
+# valid, bad user name or password, not authorized, banned, bad authentication method, topic
+# filter invalid, shared / wildcard subscriptions not supported.
+REFUSED_FOR_GOOD = frozenset({0x85, 0x86, 0x87, 0x8A, 0x8C, 0x8F, 0x9E, 0xA2})
 # What is kept of a payload above max_payload_bytes: enough to recognise it in a dead letter.
 OVERSIZE_PREFIX_BYTES = 4096
 _HANDSHAKE_TIMEOUT_S = 10.0
@@ -208,6 +212,7 @@ class MqttSubscriber:
         self._stopping = False
         self._connected = False
         self.connections = 0
+        self._subscribed_once = False
 
     @property
     def connected(self) -> bool:
@@ -299,12 +304,22 @@ class MqttSubscriber:
             proto.last_read = time.monotonic()
 
     async def run(self) -> None:
-        """Connect, subscribe, and reconnect with capped exponential backoff, until stop()."""
+        """Connect, subscribe, and reconnect with capped exponential backoff, until stop().
+
+        Raises ``MqttRefusedError`` when the broker refuses the very first connection or
+        subscription for a reason retrying cannot fix (credentials, authorisation, a topic
+        filter it does not accept): the configuration is wrong. Later, refusals are retried
+        (a broker restarting with its ACLs, credentials being rotated).
+        """
         while not self._stopping:
             try:
                 await self._connect_once()
                 self._backoff.reset()
                 await self._serve_connection()
+            except MqttRefusedError as exc:
+                if not self._subscribed_once and exc.code in REFUSED_FOR_GOOD:
+                    raise
+                self.log.warning("MQTT connection to %s:%d failed: %s", self._host, self._port, exc)
             except (OSError, MqttError, TimeoutError) as exc:
                 if not self._stopping:
                     reason = str(exc) or f"no answer within {_HANDSHAKE_TIMEOUT_S:.0f} s"
@@ -389,7 +404,10 @@ class MqttSubscriber:
                 for t, c in zip(self._subscriptions, required, strict=False)
                 if c >= 0x80
             )
-            raise MqttRefusedError(f"broker refused subscriptions ({reasons or 'count mismatch'})")
+            raise MqttRefusedError(
+                f"broker refused subscriptions ({reasons or 'count mismatch'})",
+                next((c for c in required if c >= 0x80), None),
+            )
         optional_refused = [
             t for t, c in zip(self._optional, codes[len(required) :], strict=True) if c >= 0x80
         ]
@@ -397,6 +415,7 @@ class MqttSubscriber:
             self._optional_refused_logged = True
             self.log.info("the broker does not offer %s", ", ".join(optional_refused))
         self._handshaking = False
+        self._subscribed_once = True
         self._apply_pause()
         self._set_connected(True)
 

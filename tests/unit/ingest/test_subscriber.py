@@ -12,6 +12,9 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, cast
 
+import pytest
+
+from iotcollector.errors import MqttRefusedError
 from iotcollector.ingest import codec
 from iotcollector.ingest.subscriber import Delivery, MqttSubscriber
 from iotcollector.simulator.packets import encode_publish, topic_prefix
@@ -19,7 +22,6 @@ from iotcollector.simulator.packets import encode_publish, topic_prefix
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    import pytest
 
 _PINGRESP = b"\xd0\x00"
 
@@ -303,11 +305,22 @@ async def test_falls_back_to_mqtt311_and_stays_there() -> None:
         assert broker.current.level == codec.MQTT311
 
 
-async def test_a_refusal_is_logged_in_words_and_retried(caplog: pytest.LogCaptureFixture) -> None:
+async def test_refused_credentials_at_start_up_are_raised_not_retried() -> None:
     broker = ScriptedBroker([b"\x00\x04"])  # 3.1.1's "bad user name or password"
+    client = Client(broker, protocol_version=codec.MQTT311)
+    with pytest.raises(MqttRefusedError, match="bad user name or password") as refused:
+        await asyncio.wait_for(client.subscriber.run(), 5)
+    assert refused.value.code == 0x86
+    assert len(broker.connections) == 1
+
+
+async def test_a_refusal_that_may_pass_is_logged_in_words_and_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = ScriptedBroker([b"\x00\x03"])  # 3.1.1's "server unavailable"
     client = Client(broker, protocol_version=codec.MQTT311)
     with caplog.at_level(logging.WARNING, "test.subscriber"):
         async with running(client):
             assert len(broker.connections) == 2
-    assert "bad user name or password" in caplog.text
+    assert "server unavailable" in caplog.text
     assert "reason code" not in caplog.text
