@@ -439,3 +439,20 @@ def test_backup_upload_uses_the_bucket_key(manifests: dict[str, list[Manifest]])
     (upload,) = [c for c in pod["containers"] if c["name"] == "upload"]
     command = " ".join(upload["args"])
     assert "--sse" not in command or "--sse-kms-key-id" in command, command
+
+
+def test_local_mode_sends_alerts_to_its_alertmanager(manifests: dict[str, list[Manifest]]) -> None:
+    docs = manifests["local"]
+    (service,) = _find(docs, "Service", "-alertmanager")
+    (deployment,) = _find(docs, "Deployment", "-alertmanager")
+    assert (
+        deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == 9093
+    )
+    (prometheus_cm,) = _find(docs, "ConfigMap", "-prometheus")
+    config = load_yaml_all(prometheus_cm["data"]["prometheus.yml"])[0]
+    (manager,) = config["alerting"]["alertmanagers"]
+    assert manager["static_configs"] == [{"targets": [f"{service['metadata']['name']}:9093"]}]
+    (am_cm,) = _find(docs, "ConfigMap", "-alertmanager")
+    shipped = load_yaml(REPO / "monitoring" / "alertmanager" / "alertmanager.yml")
+    assert load_yaml_all(am_cm["data"]["alertmanager.yml"])[0] == shipped
+    assert not _find(manifests["aws"], "Deployment", "-alertmanager")

@@ -38,6 +38,8 @@ GRAFANA_DIR = MONITORING / "grafana"
 DASHBOARDS_DIR = GRAFANA_DIR / "dashboards"
 RUNBOOKS_DIR = REPO / "docs" / "runbooks"
 METRICS_FILE = MONITORING / "metrics.txt"
+# Metrics of the exporters beside the collector (node-exporter, kubelet, postgres-exporter).
+EXPORTER_METRICS_FILE = MONITORING / "metrics-exporters.txt"
 PROMETHEUS_CONFIGS = ("prometheus.yml", "prometheus-kubernetes.yml")
 
 RUNBOOK_URL_PREFIX = "https://github.com/iot-collector/iot-collector/blob/main/docs/runbooks/"
@@ -146,10 +148,12 @@ def _sql_queries() -> list[Query]:
     return [q for q in _dashboard_queries() if q.datasource_uid == "iot-postgres"]
 
 
-def _known_metrics() -> dict[str, str]:
-    """``monitoring/metrics.txt``: metric name -> type."""
+def _known_metrics(
+    files: tuple[Path, ...] = (METRICS_FILE, EXPORTER_METRICS_FILE),
+) -> dict[str, str]:
+    """``monitoring/metrics.txt`` and the exporters' list: metric name -> type."""
     metrics: dict[str, str] = {}
-    for raw in METRICS_FILE.read_text(encoding="utf-8").splitlines():
+    for raw in (line for path in files for line in path.read_text(encoding="utf-8").splitlines()):
         line = raw.split("#", 1)[0].strip()
         if line:
             name, kind = line.split()
@@ -249,7 +253,7 @@ def test_grafana_variables_are_substituted_and_unknown_ones_refused() -> None:
 
 
 def test_metrics_file_follows_prometheus_naming() -> None:
-    metrics = _known_metrics()
+    metrics = _known_metrics((METRICS_FILE,))
     assert metrics, "monitoring/metrics.txt is empty"
     for name, kind in metrics.items():
         assert re.fullmatch(r"[a-z_][a-z0-9_]*", name), name
