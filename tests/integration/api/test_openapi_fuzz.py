@@ -81,6 +81,8 @@ OPERATIONS = [
     ("GET", "/api/data/aggregate"),
     ("GET", "/api/devices"),
     ("GET", "/api/devices/{device_id}"),
+    ("GET", "/api/rejected"),
+    ("POST", "/api/rejected/replay"),
     ("GET", "/api/health"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),

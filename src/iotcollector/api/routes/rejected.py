@@ -35,6 +35,8 @@ DEFAULT_REJECTED = 50
 _CURSOR_PREFIX = b"rej:"
 _CODE_PATTERN = r"^[a-z0-9_]{1,40}$"
 _TOPIC_MAX = 1024
+# An MQTT topic never holds U+0000 (MQTT 5 §1.5.4), and PostgreSQL text cannot hold it.
+_TOPIC_PATTERN = r"^[^\x00]*$"
 
 
 class DeadLetterItem(BaseModel):
@@ -58,7 +60,9 @@ class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     reason: str | None = Field(default=None, pattern=_CODE_PATTERN, examples=["invalid_json"])
-    topic: str | None = Field(default=None, max_length=_TOPIC_MAX, examples=["zigbee2mqtt/#"])
+    topic: str | None = Field(
+        default=None, max_length=_TOPIC_MAX, pattern=_TOPIC_PATTERN, examples=["zigbee2mqtt/#"]
+    )
     from_: str | None = Field(default=None, alias="from", max_length=64)
     to: str | None = Field(default=None, max_length=64)
     dry_run: bool = False
@@ -111,7 +115,7 @@ def rejected_router(ctx: ApiContext) -> APIRouter:
     async def list_rejected(  # noqa: PLR0913 - one argument per query parameter
         *,
         reason: Annotated[str | None, Query(pattern=_CODE_PATTERN)] = None,
-        topic: Annotated[str | None, Query(max_length=_TOPIC_MAX)] = None,
+        topic: Annotated[str | None, Query(max_length=_TOPIC_MAX, pattern=_TOPIC_PATTERN)] = None,
         from_: Annotated[str | None, Query(alias="from", max_length=64)] = None,
         to: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_REJECTED)] = DEFAULT_REJECTED,
@@ -140,6 +144,10 @@ def rejected_router(ctx: ApiContext) -> APIRouter:
         response_model=None,
         responses={
             200: {"model": ReplayResult, "description": "What the replay did."},
+            400: error_response(
+                "The body is not valid JSON.",
+                bad_body=error_example("bad_request", "There was an error parsing the body"),
+            ),
             409: error_response(
                 "Another replay is running.",
                 busy=error_example("conflict", "another replay is running"),
