@@ -28,6 +28,7 @@ from iotcollector.metrics import BrokerStats, Metrics
 from iotcollector.pipeline.mapped import MappedTopics
 from iotcollector.pipeline.pipeline import BatchLimits, Pipeline
 from iotcollector.pipeline.replay import ParseSettings, Replayer
+from iotcollector.redact import redact_url
 from iotcollector.storage.factory import open_storage
 from iotcollector.storage.migrations import SchemaTooNewError
 from iotcollector.storage.retention import RetentionTask, open_purger
@@ -261,6 +262,8 @@ class Service:
                 max_readings_per_message=s.max_readings_per_message,
                 body_timeout_s=s.http_body_timeout_s,
                 replay=self._replay,
+                mqtt_broker=redact_url(s.mqtt_url),
+                mqtt_topics=s.mqtt_topics,
             ),
         )
         server = _QuietServer(

@@ -67,7 +67,9 @@ def _artifacts(tmp_path: Path) -> Path:
 class Up:
     """``iot-collector up --simulate 5`` on free ports, in its own working directory."""
 
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, env: dict[str, str] | None = None, simulate: int = SIMULATED
+    ) -> None:
         self.mqtt_port, self.api_port = free_port(), free_port()
         self.base = f"http://127.0.0.1:{self.api_port}"
         self.log = workdir / "up.log"
@@ -79,7 +81,7 @@ class Up:
         }
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "iotcollector", "up", "--simulate", str(SIMULATED)],
+                [sys.executable, "-m", "iotcollector", "up", "--simulate", str(simulate)],
                 cwd=workdir,
                 env=clean,
                 stdout=out,
@@ -254,6 +256,12 @@ def test_dashboard_shows_live_devices_charts_and_counters(
         )
         drawn, readings_before = _chart_totals(page)
         assert drawn >= 1
+        # Every drawn card as high as the others, whatever its caption holds.
+        heights = page.evaluate(
+            """() => [...document.querySelectorAll("figure.chart[data-state='ok']")].map(
+                (f) => Math.round(f.getBoundingClientRect().height))"""
+        )
+        assert len(set(heights)) == 1, heights
         first = page.locator("figure.chart[data-state='ok']").first
         expect(first.locator("canvas")).to_be_visible()
         label = first.locator(".plot").get_attribute("aria-label") or ""
@@ -314,6 +322,26 @@ def test_api_docs_render_with_the_network_cut(browser: Browser, up: Up, tmp_path
         assert console.unexpected() == []
     finally:
         context.close()
+
+
+def test_dashboard_without_devices_says_where_to_publish(browser: Browser, tmp_path: Path) -> None:
+    up = Up(tmp_path, simulate=0)
+    context = browser.new_context(viewport={"width": 1024, "height": 800})
+    try:
+        up.wait_ready()
+        page = context.new_page()
+        console = Console(page)
+        page.goto(f"{up.base}/")
+        empty = page.locator("#devices-empty")
+        expect(empty).to_be_visible(timeout=15_000)
+        expect(empty).to_contain_text(
+            f"Publish readings to the MQTT topic iot/data on the broker "
+            f"mqtt://127.0.0.1:{up.mqtt_port}"
+        )
+        assert console.unexpected() == []
+    finally:
+        context.close()
+        up.stop()
 
 
 def test_dashboard_asks_for_the_api_key(browser: Browser, up_with_keys: Up, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from iotcollector.api.errors import ApiError
 from iotcollector.api.responses import error_body, json_response
 from iotcollector.api.routes.data import data_router
 from iotcollector.api.routes.devices import devices_router
+from iotcollector.api.routes.info import info_router
 from iotcollector.api.routes.rejected import rejected_router
 from iotcollector.api.schemas import UNAUTHORIZED, Health
 from iotcollector.api.security import SecurityHeadersMiddleware
@@ -154,7 +155,8 @@ def create_app(*, readiness: Readiness, metrics: Metrics, api: ApiContext | None
         async def api_health() -> Response:
             return json_response({"status": "ok"})
 
-        for router in (data_router(api), devices_router(api), rejected_router(api)):
+        routers = (data_router(api), devices_router(api), rejected_router(api), info_router(api))
+        for router in routers:
             app.include_router(router, dependencies=dependencies, responses=responses)
     assets = load_assets()
     app.include_router(docs_router(assets))

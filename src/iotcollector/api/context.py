@@ -52,3 +52,6 @@ class ApiContext:
     csv_page_rows: int = 5000
     clock: Callable[[], datetime] = utc_now
     replay: DeadLetterReplay | None = None
+    # Where devices publish (GET /api/info): the broker URL, credentials masked, and filters.
+    mqtt_broker: str = ""
+    mqtt_topics: tuple[str, ...] = ()

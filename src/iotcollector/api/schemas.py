@@ -138,6 +138,18 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class MqttInfo(BaseModel):
+    broker: str = Field(description="The broker the collector reads, credentials masked")
+    topics: list[str] = Field(description="The topic filters it subscribes to")
+
+
+class Info(BaseModel):
+    """Where devices publish, for the dashboard's first steps."""
+
+    version: str
+    mqtt: MqttInfo
+
+
 class ParamIssue(BaseModel):
     """A request parameter that is not valid."""
 

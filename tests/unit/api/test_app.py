@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from iotcollector.api.app import create_app
 from iotcollector.api.auth import ApiKeys
 from iotcollector.api.context import ApiContext
+from iotcollector.api.routes.data import _significant
 from iotcollector.errors import IotCollectorError, PermanentStorageError, TransientStorageError
 from iotcollector.metrics import Metrics
 from iotcollector.storage.base import (
@@ -297,6 +298,7 @@ async def test_openapi_documents_every_api_route_with_errors_and_security() -> N
     api_operations = [(p, m, o) for p, m, o in _operations(schema) if p.startswith("/api/")]
     assert {(p, m) for p, m, _ in api_operations} == {
         ("/api/health", "get"),
+        ("/api/info", "get"),
         ("/api/data", "get"),
         ("/api/data", "post"),
         ("/api/data/aggregate", "get"),
@@ -312,7 +314,7 @@ async def test_openapi_documents_every_api_route_with_errors_and_security() -> N
             if status.startswith(("4", "5")):
                 ref = response["content"]["application/json"]["schema"]["$ref"]
                 assert ref.endswith("/ErrorResponse"), (path, method, status)
-        if path != "/api/health":
+        if path not in {"/api/health", "/api/info"}:  # no parameters, no database
             assert {"422", "503"} <= set(operation["responses"]), (path, method)
     post = schema["paths"]["/api/data"]["post"]
     assert set(post["responses"]) >= {"201", "401", "413", "415", "422", "503"}
@@ -328,3 +330,23 @@ async def test_openapi_without_keys_has_no_security() -> None:
     for path, _method, operation in _operations(schema):
         assert "security" not in operation, path
         assert "401" not in operation["responses"], path
+
+
+async def test_info_says_where_devices_publish_behind_the_keys() -> None:
+    key = "info-test-key-0123456789"
+    async with _client(
+        keys=(key,), mqtt_broker="mqtt://***@broker:1883", mqtt_topics=("iot/data/+",)
+    ) as client:
+        refused = await client.get("/api/info")
+        answer = await client.get("/api/info", headers={"Authorization": f"Bearer {key}"})
+    _error(refused, 401, "unauthorized")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["mqtt"] == {"broker": "mqtt://***@broker:1883", "topics": ["iot/data/+"]}
+    assert body["version"]
+
+
+async def test_averages_are_given_to_15_significant_digits() -> None:
+    assert _significant(52.426899999999996) == 52.4269
+    assert _significant(0.1 + 0.2) == 0.3
+    assert _significant(1e-300) == 1e-300

@@ -143,6 +143,11 @@ export class Api {
   }
 
   /** The latest dead letters (newest first). */
+  /** Where devices publish: { version, mqtt: { broker, topics } }. */
+  info() {
+    return this.json("api/info");
+  }
+
   rejected(limit = 20) {
     return this.json("api/rejected", { params: { limit } });
   }

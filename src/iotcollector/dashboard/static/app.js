@@ -20,6 +20,7 @@ const state = {
   needKey: false,
   previous: null,
   devices: [],
+  info: null,
   cards: new Map(),
   deviceOptions: "",
 };
@@ -253,12 +254,27 @@ async function refreshCharts() {
 
 // --- the refresh loop --------------------------------------------------------------------
 
+/** The empty state names the broker and topic devices publish to (asked once). */
+function renderWhereToPublish(info) {
+  const topic = (info.mqtt.topics[0] || "iot/data").replace("+", "<device_id>");
+  setText("empty-topic", topic.endsWith("#") ? `${topic.slice(0, -1)}data` : topic);
+  if (info.mqtt.broker) {
+    setText("empty-broker", info.mqtt.broker);
+    $("empty-broker-text").hidden = false;
+  }
+}
+
 async function tick() {
-  const [{ devices, complete }, metrics, rejected] = await Promise.all([
+  const [{ devices, complete }, metrics, rejected, info] = await Promise.all([
     api.devices(),
     api.metricsText().catch(() => null),
     api.rejected().catch(() => null),
+    state.info ? state.info : api.info().catch(() => null),
   ]);
+  if (info && !state.info) {
+    state.info = info;
+    renderWhereToPublish(info);
+  }
   state.devices = devices;
   showContent();
   renderDevices(devices, complete);

@@ -57,6 +57,24 @@ export function toSeries(body, rangeSeconds, bucket) {
   };
 }
 
+/**
+ * The y axis as wide as its longest label (a fixed width clipped "1,012.5" to ".,012.5").
+ * uPlot calls this while laying out, with the formatted tick labels.
+ */
+function yAxisSize(plot, values, axisIndex, cycle) {
+  const axis = plot.axes[axisIndex];
+  if (cycle > 1) {
+    return axis._size; // settled: keep the width of the previous layout pass
+  }
+  let size = axis.ticks.size + axis.gap;
+  const longest = (values || []).reduce((a, b) => (String(b).length > a.length ? String(b) : a), "");
+  if (longest) {
+    plot.ctx.font = axis.font[0];
+    size += plot.ctx.measureText(longest).width / window.devicePixelRatio;
+  }
+  return Math.ceil(size) + 2;
+}
+
 function colors() {
   const style = getComputedStyle(document.documentElement);
   const get = (name) => style.getPropertyValue(name).trim();
@@ -202,7 +220,7 @@ export class ChartCard {
         },
       ],
       bands: [{ series: [2, 1], fill: c.band }],
-      axes: [axis, { ...axis, size: 56 }],
+      axes: [axis, { ...axis, size: yAxisSize }],
       cursor: { drag: { x: false, y: false, setScale: false } },
       legend: { show: true, live: true },
     };

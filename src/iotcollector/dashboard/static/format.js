@@ -2,13 +2,21 @@
 
 const integer = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
 const rate = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
-const value = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 4 });
+// Two decimals at most (a pressure of 1012.53 hPa is not rounded to 1,013); small values by
+// significant digits (0.00412 ppm is not 0).
+const value = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
+const smallValue = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 3 });
 const clock = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" });
 const full = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 
 export const formatInteger = (n) => (n === null || n === undefined ? "–" : integer.format(n));
 export const formatRate = (n) => (n === null || n === undefined ? "–" : rate.format(n));
-export const formatValue = (n) => (n === null || n === undefined ? "–" : value.format(n));
+export function formatValue(n) {
+  if (n === null || n === undefined) {
+    return "–";
+  }
+  return (n === 0 || Math.abs(n) >= 1 ? value : smallValue).format(n);
+}
 export const formatClock = (ms) => clock.format(new Date(ms));
 export const formatDateTime = (ms) => full.format(new Date(ms));
 
