@@ -30,6 +30,11 @@ VALUES = {
     "default": [],
     "local": ["-f", str(CHART / "values-local.yaml")],
     "aws": ["-f", str(CHART / "values-aws.yaml")],
+    # chart-testing scenarios (the prometheus-community convention): ci/<name>-values.yaml
+    **{
+        f"ci-{p.name.removesuffix('-values.yaml')}": ["-f", str(p)]
+        for p in sorted((CHART / "ci").glob("*-values.yaml"))
+    },
 }
 Manifest = dict[str, Any]
 
@@ -100,7 +105,8 @@ def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _runs_our_image(container: dict[str, Any], values: str) -> bool:
     image = str(container["image"])
     repository = {"default": "ghcr.io/iot-collector/iot-collector", "local": "iot-collector:"}
-    return image.startswith(repository.get(values, "ACCOUNT_ID.dkr.ecr"))
+    default = repository["default"] if values.startswith("ci-") else "ACCOUNT_ID.dkr.ecr"
+    return image.startswith(repository.get(values, default))
 
 
 @pytest.mark.parametrize("values", VALUES)
@@ -131,7 +137,12 @@ def test_collector_is_a_statefulset_with_stable_client_ids_and_one_shared_group(
     manifests: dict[str, list[Manifest]], values: str
 ) -> None:
     sts = _collector(manifests[values])
-    assert sts["spec"]["replicas"] == 3
+    hpas = _find(manifests[values], "HorizontalPodAutoscaler")
+    if hpas:  # the HPA owns the replica count: the StatefulSet must not fight it
+        assert "replicas" not in sts["spec"]
+        assert hpas[0]["spec"]["minReplicas"] >= 3
+    else:
+        assert sts["spec"]["replicas"] == 3
     container = sts["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["serve"]
     env = _env(container)
@@ -456,3 +467,50 @@ def test_local_mode_sends_alerts_to_its_alertmanager(manifests: dict[str, list[M
     shipped = load_yaml(REPO / "monitoring" / "alertmanager" / "alertmanager.yml")
     assert load_yaml_all(am_cm["data"]["alertmanager.yml"])[0] == shipped
     assert not _find(manifests["aws"], "Deployment", "-alertmanager")
+
+
+def test_chart_has_a_values_schema_covering_every_top_level_key() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    values = load_yaml(CHART / "values.yaml")
+    assert schema["additionalProperties"] is False
+    assert set(schema["properties"]) == set(values)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "replicaCount=0",
+        "secrets.mode=plain",
+        "logFormat=xml",
+        "backup.destination=ftp",
+        "replicaCout=3",
+    ],
+)
+def test_schema_refuses_bad_values(helm: str, bad: str) -> None:
+    result = run([helm, "template", "t", str(CHART), "--set", bad])
+    assert result.returncode != 0
+    assert "schema" in result.stderr.lower(), result.stderr
+
+
+def test_ci_scenarios_exist() -> None:
+    assert sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
+
+
+def test_helm_test_checks_readiness_through_the_service(
+    manifests: dict[str, list[Manifest]],
+) -> None:
+    for values in ("default", "local", "aws"):
+        (pod,) = [
+            d
+            for d in _find(manifests[values], "Pod")
+            if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+        ]
+        (service,) = [
+            s
+            for s in _find(manifests[values], "Service")
+            if not s["metadata"]["name"].endswith("-headless")
+            and s["metadata"]["labels"].get("app.kubernetes.io/component") == "collector"
+        ]
+        port = service["spec"]["ports"][0]["port"]
+        script = pod["spec"]["containers"][0]["args"][0]
+        assert f"http://{service['metadata']['name']}:{port}/readyz" in script
