@@ -266,7 +266,12 @@ async def _run_in_order(
         await devices.close()
     if not running.done():
         if not await service.settle(_SETTLE_QUIET_S, settings.shutdown_timeout_s):
-            log.warning("the broker still had messages for the collector when it stopped")
+            log.warning(
+                "messages were still arriving after %.0f s (IOT_SHUTDOWN_TIMEOUT_S): stopping; "
+                "what the broker still holds for the collector is delivered at the next start "
+                "if the broker keeps it (Mosquitto, or your own), lost with amqtt",
+                settings.shutdown_timeout_s,
+            )
         service.request_stop()
     return await running
 
