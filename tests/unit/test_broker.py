@@ -7,7 +7,13 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
+import pytest
+
+from iotcollector import broker as broker_module
 from iotcollector.broker import AmqttBroker, MosquittoBroker, find_mosquitto
+from iotcollector.cli import _embedded_broker
+from iotcollector.config import Settings
+from iotcollector.errors import ConfigError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -60,3 +66,18 @@ def test_amqtt_says_what_it_cannot_do() -> None:
     assert "3.1.1 only" in broker.description
     assert "in memory" in broker.description
     assert broker.url == "mqtt://127.0.0.1:41883"
+
+
+def test_asking_for_mosquitto_without_the_binary_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(broker_module, "find_mosquitto", lambda: None)
+    settings = Settings(embedded_mqtt="mosquitto", embedded_mqtt_port=41883)
+    with pytest.raises(ConfigError, match="IOT_EMBEDDED_MQTT=mosquitto, but no mosquitto binary"):
+        _embedded_broker(settings, logging.getLogger("t"))
+
+
+def test_without_mosquitto_up_runs_amqtt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(broker_module, "find_mosquitto", lambda: None)
+    settings = Settings(embedded_mqtt_port=0)  # any free port
+    assert isinstance(_embedded_broker(settings, logging.getLogger("t")), AmqttBroker)
