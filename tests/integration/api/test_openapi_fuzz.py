@@ -85,8 +85,6 @@ OPERATIONS = [
     ("POST", "/api/rejected/replay"),
     ("GET", "/api/health"),
     ("GET", "/api/info"),
-    ("GET", "/api/rejected"),
-    ("POST", "/api/rejected/replay"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
