@@ -9,7 +9,8 @@ What Mosquitto's persistence guarantees: it writes its database on shutdown and 
 ``autosave_interval`` seconds, not on each message. The child runs in its own session (a
 Ctrl-C in the terminal reaches ``up`` only, which stops the devices and the collector before
 the broker) and gets SIGTERM when ``up`` dies, even by ``kill -9``: it then shuts down cleanly
-and saves everything it acknowledged. Only if Mosquitto itself is killed (or the machine
+and saves everything it acknowledged (and the next ``up`` stops one still running on its data
+directory, see :func:`stop_leftover`). Only if Mosquitto itself is killed (or the machine
 loses power) can the messages of the last second that the collector had not yet committed be
 lost.
 """
@@ -43,6 +44,7 @@ __all__ = [
     "EmbeddedBrokerError",
     "MosquittoBroker",
     "find_mosquitto",
+    "stop_leftover",
 ]
 
 # Debian installs daemons in sbin, which is not on a normal user's PATH.
@@ -215,7 +217,6 @@ class MosquittoBroker:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        await self._stop_leftover()
         self.config_file.write_text(self.config(), encoding="utf-8")
         with self.log_file.open("ab") as log:
             # Popen returns once the child has exec'd; it runs in the loop's thread on purpose:
@@ -245,32 +246,10 @@ class MosquittoBroker:
         if proc is None or proc.poll() is not None:
             return
         proc.send_signal(signal.SIGTERM)
-        if not await self._wait_exit(proc.poll):
+        if not await _wait_exit(proc.poll, self._clock):
             self._log.warning("mosquitto did not stop within %.0f s: killed", _STOP_TIMEOUT_S)
             proc.kill()
             proc.wait()
-
-    async def _stop_leftover(self) -> None:
-        """A Mosquitto left running by an ``up`` that could not stop it (it held our port and
-        our database): stop it cleanly, so that it saves what it holds, before starting anew."""
-        pid = _read_pid(self.data_dir / "mosquitto.pid")
-        if pid is None or not _is_our_mosquitto(pid, self.config_file):
-            return
-        self._log.warning("stopping the Mosquitto (pid %d) a previous `up` left running", pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        config = self.config_file
-        if not await self._wait_exit(lambda: None if _is_our_mosquitto(pid, config) else 0):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-    async def _wait_exit(self, exited: Callable[[], int | None]) -> bool:
-        deadline = self._clock() + _STOP_TIMEOUT_S
-        while self._clock() < deadline:
-            if exited() is not None:
-                return True
-            await asyncio.sleep(_POLL_S)
-        return False
 
     def _last_log_line(self) -> str:
         try:
@@ -278,6 +257,34 @@ class MosquittoBroker:
         except OSError:
             return "no log"
         return lines[-1] if lines else "no log"
+
+
+async def stop_leftover(
+    data_dir: Path, logger: logging.Logger, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """Stop a Mosquitto that an earlier ``up`` left running on ``data_dir`` (it holds the
+    broker's port and database: where the parent-death signal does not exist, or after a
+    kill of ``up`` between fork and exec). SIGTERM, so that it saves what it holds; called
+    before the port is chosen."""
+    config = (data_dir / "mosquitto.conf").resolve()
+    pid = _read_pid(data_dir / "mosquitto.pid")
+    if pid is None or not _is_our_mosquitto(pid, config):
+        return
+    logger.warning("stopping the Mosquitto (pid %d) that a previous `up` left running", pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if not await _wait_exit(lambda: None if _is_our_mosquitto(pid, config) else 0, clock):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def _wait_exit(exited: Callable[[], int | None], clock: Callable[[], float]) -> bool:
+    deadline = clock() + _STOP_TIMEOUT_S
+    while clock() < deadline:
+        if exited() is not None:
+            return True
+        await asyncio.sleep(_POLL_S)
+    return False
 
 
 def _terminate_with_parent() -> Callable[[], None] | None:

@@ -158,7 +158,7 @@ async def _up(settings: Settings, simulate: int = 0, mappings: Mappings | None =
     """Bind every port, print the banner, run; on SIGINT/SIGTERM stop in order: the simulated
     devices (waiting for their acknowledgements), the collector (draining and committing what
     the broker holds for it), the broker."""
-    from iotcollector.broker import EmbeddedBrokerError  # noqa: PLC0415 - heavy imports
+    from iotcollector.broker import EmbeddedBrokerError, stop_leftover  # noqa: PLC0415
     from iotcollector.ports import PortTakenError, bind_listener  # noqa: PLC0415
     from iotcollector.service import Service  # noqa: PLC0415
 
@@ -171,6 +171,7 @@ async def _up(settings: Settings, simulate: int = 0, mappings: Mappings | None =
     with listener:
         broker = None
         if "mqtt_url" not in settings.model_fields_set:
+            await stop_leftover(DATA_DIR, log)
             try:
                 broker = _embedded_broker(settings, log)
             except ConfigError as exc:

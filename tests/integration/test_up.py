@@ -7,6 +7,7 @@ normal user's PATH lacks, so removing it from PATH would not hide it.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -24,9 +25,10 @@ import psutil
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from iotcollector.broker import MosquittoBroker
 from support.collector import publish, query, scalar, wait_for_count
 from support.messages import make_stream
-from support.mosquitto import free_port, mosquitto_available
+from support.mosquitto import free_port, mosquitto_available, mosquitto_binary
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -250,6 +252,39 @@ def test_up_kill_9_then_up_again_loses_no_acknowledged_reading(
     assert len(stored) == len(set(stored))  # once each
     missing = acknowledged - set(stored)
     assert not missing, f"{len(missing)} acknowledged readings lost, e.g. {sorted(missing)[:5]}"
+
+
+@needs_mosquitto
+def test_up_stops_a_mosquitto_left_running_on_its_data(tmp_path: Path, ups: list[Up]) -> None:
+    """Where the parent-death signal did not act: the next `up` stops the old broker (SIGTERM,
+    so it saves its queue) instead of failing on its port."""
+    port = free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    binary = mosquitto_binary()
+    assert binary is not None
+    config = MosquittoBroker(binary, "127.0.0.1", port, data, logging.getLogger("t"))
+    config.config_file.write_text(config.config())
+    left = subprocess.Popen(
+        [binary, "-c", str(config.config_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not (data / "mosquitto.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        up = _up(ups, tmp_path, IOT_EMBEDDED_MQTT="mosquitto", IOT_EMBEDDED_MQTT_PORT=str(port))
+        up.wait_ready()
+        assert left.wait(timeout=5) == 0  # stopped cleanly, by SIGTERM
+        assert f"stopping the Mosquitto (pid {left.pid})" in up.text()
+        assert up.mqtt_port == port
+        assert up.sigint() == 0
+    finally:
+        if left.poll() is None:
+            left.kill()
+            left.wait()
 
 
 @needs_mosquitto
