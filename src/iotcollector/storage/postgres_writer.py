@@ -313,37 +313,30 @@ class PostgresWriter:
                 bisection.landed(stored)
 
     async def mark_replayed(self, ids: Sequence[int], at: datetime) -> int:
-        async with self._writer_lock:
-            try:
-                async with asyncio.timeout(self._operation_timeout_s):
-                    conn = await self._writer_connection()
-                    async with conn.transaction():
-                        cur = await conn.execute(
-                            "UPDATE iot_rejected SET replayed_at = %s "
-                            "WHERE id = ANY(%s) AND replayed_at IS NULL",
-                            (at, list(ids)),
-                        )
-                        return cur.rowcount
-            except Exception as exc:
-                error = translate_error(exc, "mark dead letters replayed")
-                if isinstance(error, TransientStorageError) or isinstance(exc, TimeoutError):
-                    await self._drop_writer()
-                raise error from exc
+        return await self._update(
+            "mark dead letters replayed",
+            "UPDATE iot_rejected SET replayed_at = %s WHERE id = ANY(%s) AND replayed_at IS NULL",
+            (at, list(ids)),
+        )
 
     async def mark_offline(self, silent_since: datetime) -> int:
+        return await self._update(
+            "mark devices offline",
+            "UPDATE devices SET status = 'offline' WHERE status = 'online' AND last_seen < %s",
+            (silent_since,),
+        )
+
+    async def _update(self, doing: str, sql: str, params: tuple[object, ...]) -> int:
+        """One statement in its own transaction on the writer connection; its row count."""
         async with self._writer_lock:
             try:
                 async with asyncio.timeout(self._operation_timeout_s):
                     conn = await self._writer_connection()
                     async with conn.transaction():
-                        cur = await conn.execute(
-                            "UPDATE devices SET status = 'offline' "
-                            "WHERE status = 'online' AND last_seen < %s",
-                            (silent_since,),
-                        )
+                        cur = await conn.execute(sql, params)
                         return cur.rowcount
             except Exception as exc:
-                error = translate_error(exc, "mark devices offline")
+                error = translate_error(exc, doing)
                 if isinstance(error, TransientStorageError) or isinstance(exc, TimeoutError):
                     await self._drop_writer()
                 raise error from exc
