@@ -13,7 +13,8 @@ _MAX_DOUBLINGS = 16
 
 
 class Backoff:
-    """Delays that double from ``first_s`` up to ``max_s``, each drawn from its upper half.
+    """Delays that double from ``first_s`` up to ``max_s`` (the cap wins over a larger first
+    delay), each drawn from its upper half.
 
     The jitter (a delay in ``[d/2, d]``) keeps replicas and devices that failed together from
     retrying in step. ``uniform`` draws it (``random.uniform`` unless given).
@@ -26,8 +27,8 @@ class Backoff:
         *,
         uniform: Callable[[float, float], float] = random.uniform,
     ) -> None:
-        if not 0 < first_s <= max_s:
-            raise ValueError(f"backoff needs 0 < first ({first_s}) <= max ({max_s})")
+        if first_s <= 0 or max_s <= 0:
+            raise ValueError(f"backoff delays must be positive, not {first_s} and {max_s}")
         self._first = first_s
         self._max = max_s
         self._uniform = uniform

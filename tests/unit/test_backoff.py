@@ -39,7 +39,12 @@ def test_many_failures_do_not_overflow() -> None:
     assert backoff.next_delay() == 30.0
 
 
-@pytest.mark.parametrize(("first", "cap"), [(0.0, 1.0), (2.0, 1.0), (-1.0, 1.0)])
+def test_the_cap_wins_over_a_larger_first_delay() -> None:
+    backoff = Backoff(0.2, 0.1, uniform=_upper)  # e.g. IOT_MQTT_RECONNECT_MAX_S=0.1
+    assert [backoff.next_delay() for _ in range(3)] == [0.1, 0.1, 0.1]
+
+
+@pytest.mark.parametrize(("first", "cap"), [(0.0, 1.0), (1.0, 0.0), (-1.0, 1.0)])
 def test_bad_bounds_are_refused(first: float, cap: float) -> None:
     with pytest.raises(ValueError, match="backoff"):
         Backoff(first, cap)
