@@ -43,6 +43,7 @@ class Prometheus:
         job["scrape_timeout"] = "1s"
         (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
         assert PROMETHEUS is not None
+        self._log = (directory / "prometheus.log").open("wb")
         self.proc = subprocess.Popen(
             [
                 PROMETHEUS,
@@ -51,7 +52,7 @@ class Prometheus:
                 f"--web.listen-address=127.0.0.1:{self.port}",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=(directory / "prometheus.log").open("wb"),
+            stderr=self._log,
         )
 
     def api(self, path: str, **params: str) -> Any:
@@ -77,6 +78,7 @@ class Prometheus:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=15)
+        self._log.close()
 
 
 def test_prometheus_scrapes_rates_and_fires_mqtt_disconnected(
