@@ -205,7 +205,7 @@ def _load_day(conn: psycopg.Connection[Any], day: datetime, params: Any) -> None
     conn.execute(f'CREATE INDEX {raw}_timestamp_idx ON {raw} ("timestamp")')
     for width, table in (("minute", "iot_rollup_1m"), ("hour", "iot_rollup_1h")):
         part = f"{table}_p{name}"
-        conn.execute(f"CREATE TABLE {part} (LIKE {table}) WITH (fillfactor = 80)")
+        conn.execute(f"CREATE TABLE {part} (LIKE {table})")
         conn.execute(
             f"INSERT INTO {part} SELECT sensor_type, device_id, "
             f"date_bin('1 {width}', \"timestamp\", TIMESTAMPTZ '1970-01-01Z'), count(*), "
@@ -213,7 +213,7 @@ def _load_day(conn: psycopg.Connection[Any], day: datetime, params: Any) -> None
         )
         conn.execute(
             f"ALTER TABLE {part} ADD CONSTRAINT {part}_key "
-            "PRIMARY KEY (sensor_type, device_id, bucket)"
+            "PRIMARY KEY (sensor_type, device_id, bucket) INCLUDE (count, sum, min, max)"
         )
         _attach(conn, table, part, "bucket", bounds)
     _attach(conn, "iot_data", raw, '"timestamp"', bounds)

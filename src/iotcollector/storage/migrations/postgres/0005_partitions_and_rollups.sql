@@ -30,7 +30,10 @@ CREATE TABLE iot_data (
 CREATE INDEX iot_data_timestamp_idx ON iot_data ("timestamp");
 
 -- Rollups: one row per series and bucket. Key order (sensor_type, device_id, bucket) serves
--- both aggregate queries (one device; all devices of a sensor type within pruned partitions).
+-- both aggregate queries (one device; all devices of a sensor type within pruned partitions),
+-- and INCLUDE makes them index-only: a series' rows are scattered over the heap (each bucket
+-- is written with every other series'), one heap page per row read otherwise (measured: a day
+-- of one series' 1-minute rows, 1,406 pages, 138 ms cold). The price: an update is never HOT.
 -- Partitioned like iot_data, so retention drops them with the readings.
 CREATE TABLE iot_rollup_1m (
     sensor_type varchar(20)      NOT NULL,
@@ -41,6 +44,7 @@ CREATE TABLE iot_rollup_1m (
     min         double precision NOT NULL,
     max         double precision NOT NULL,
     CONSTRAINT iot_rollup_1m_key PRIMARY KEY (sensor_type, device_id, bucket)
+        INCLUDE (count, sum, min, max)
 ) PARTITION BY RANGE (bucket);
 
 CREATE TABLE iot_rollup_1h (
@@ -52,6 +56,7 @@ CREATE TABLE iot_rollup_1h (
     min         double precision NOT NULL,
     max         double precision NOT NULL,
     CONSTRAINT iot_rollup_1h_key PRIMARY KEY (sensor_type, device_id, bucket)
+        INCLUDE (count, sum, min, max)
 ) PARTITION BY RANGE (bucket);
 
 -- Only the rows a statement really inserted are in new_rows (ON CONFLICT DO NOTHING leaves
@@ -115,10 +120,7 @@ BEGIN
     IF to_regclass(part) IS NOT NULL THEN  -- a table left by an interrupted retention run
         part := part || '_' || substr(md5(clock_timestamp()::text), 1, 6);
     END IF;
-    EXECUTE format(
-        'CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS) WITH (fillfactor = %s)',
-        part, parent, CASE WHEN parent = 'iot_data' THEN 100 ELSE 80 END  -- HOT rollup updates
-    );
+    EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS)', part, parent);
     EXECUTE format(
         'ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)', parent, part, lo, hi
     );
