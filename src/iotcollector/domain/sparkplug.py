@@ -101,6 +101,7 @@ _NOT_SENSOR_CHARS: Final = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_SENSOR_CHARS: Final = 20
 _MAX_DEVICE_CHARS: Final = 50
 _MAX_UNIT_CHARS: Final = 10
+_KEPT_NAME_CHARS: Final = 64
 
 
 def _schema() -> tuple[type[Message], type[Message]]:
@@ -332,7 +333,9 @@ def read_metrics(
         )
         unit = _unit(metric) if metric.HasField("properties") else known.unit if known else ""
         if birth and has_alias:
-            out.defined[metric.alias] = MetricDef(name, datatype, unit, sensor)
+            # The name is kept only to recognise protocol metrics and to name problems: a
+            # prefix of it, so a birth's long names cost no memory beyond its alias count.
+            out.defined[metric.alias] = MetricDef(name[:_KEPT_NAME_CHARS], datatype, unit, sensor)
         if name in _SKIPPED_NAMES or name.startswith(_SKIPPED_PREFIXES) or metric.is_null:
             continue
         value = _value(metric, datatype)

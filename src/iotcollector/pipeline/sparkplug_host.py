@@ -7,12 +7,18 @@ alias are named from that memory. Births are handed back as status changes
 :meth:`SparkplugHost.remember` reloads them after a restart, so alias-only data is still
 decoded. NBIRTH/DBIRTH mark the node or device online, NDEATH (the node and all its devices)
 and DDEATH offline.
+
+The memory is bounded: at most ``max_entries`` edge nodes, devices and aliases together
+(about 175 bytes an alias). Births beyond it make the host forget the edge nodes born longest
+ago; their alias-only data is then dead-lettered as ``unknown_alias`` (a rebirth is asked for
+with IOT_SPARKPLUG_REBIRTH) and can be replayed once they are born again: nothing is lost,
+and no publisher can grow the memory without end with births of made-up edge nodes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from iotcollector.domain.reading import Reading, Rejection, SparkplugBirth, StatusChange
 from iotcollector.domain.sparkplug import (
@@ -27,6 +33,10 @@ from iotcollector.domain.sparkplug import (
 
 if TYPE_CHECKING:
     from datetime import datetime
+
+# Edge nodes + devices + aliases remembered: about 90 MB at most, and room for 1,000 edge
+# nodes of 500 metrics each with their devices.
+MAX_ENTRIES: Final = 500_000
 
 
 @dataclass(slots=True)
@@ -44,14 +54,31 @@ class _EdgeNode:
     aliases: dict[int, MetricDef] = field(default_factory=dict)
     devices: set[str] = field(default_factory=set)
 
+    @property
+    def entries(self) -> int:
+        return 1 + len(self.aliases) + len(self.devices)
+
 
 class SparkplugHost:
     """Alias memory per edge node; owned by the pipeline (one per collector process)."""
 
-    def __init__(self, *, max_future_skew_s: float = 300.0, max_metrics: int = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        max_future_skew_s: float = 300.0,
+        max_metrics: int = 10_000,
+        max_entries: int = MAX_ENTRIES,
+    ) -> None:
         self._skew = max_future_skew_s
         self._max_metrics = max_metrics
-        self._nodes: dict[str, _EdgeNode] = {}
+        self._max_entries = max_entries
+        self._nodes: dict[str, _EdgeNode] = {}  # oldest birth first
+        self._entries = 0
+
+    @property
+    def entries(self) -> int:
+        """Edge nodes, devices and aliases remembered (bounded by ``max_entries``)."""
+        return self._entries
 
     def receive(self, topic: str, payload: bytes, *, received_at: datetime) -> Outcome:
         """Decode one message on a Sparkplug topic; never raises for any input."""
@@ -73,17 +100,26 @@ class SparkplugHost:
         if len(message.metrics) > self._max_metrics:
             out.rejections.append(too_many_metrics(len(message.metrics), self._max_metrics))
             return out
-        node = self._node(parsed, fresh=kind is MessageType.NBIRTH)
+        birth = kind in {MessageType.NBIRTH, MessageType.DBIRTH}
+        # Data never adds a node: only births are remembered (and counted against the bound).
+        node = (
+            self._node(parsed, fresh=kind is MessageType.NBIRTH)
+            if birth
+            else self._nodes.get(parsed.node_key)
+        )
         decoded = read_metrics(
-            parsed, message, node.aliases, received_at=received_at, max_future_skew_s=self._skew
+            parsed,
+            message,
+            node.aliases if node is not None else {},
+            received_at=received_at,
+            max_future_skew_s=self._skew,
         )
         out.readings = decoded.readings
         if decoded.rejection is not None:
             out.rejections.append(decoded.rejection)
-        if kind in {MessageType.NBIRTH, MessageType.DBIRTH}:
-            node.aliases.update(decoded.defined)
-            if parsed.device is not None:
-                node.devices.add(parsed.device)
+        if birth:
+            assert node is not None
+            self._learn(parsed, node, decoded.defined)
             out.statuses.append(
                 SparkplugBirth(
                     parsed.device_id,
@@ -114,16 +150,32 @@ class SparkplugHost:
         decoded = read_metrics(
             parsed, message, node.aliases, received_at=received_at, max_future_skew_s=self._skew
         )
-        node.aliases.update(decoded.defined)
-        if parsed.device is not None:
-            node.devices.add(parsed.device)
+        self._learn(parsed, node, decoded.defined)
         return True
 
     def _node(self, topic: Topic, *, fresh: bool) -> _EdgeNode:
-        node = self._nodes.get(topic.node_key)
+        key = topic.node_key
+        node = self._nodes.get(key)
         if node is None or fresh:
-            node = self._nodes[topic.node_key] = _EdgeNode()
+            if node is not None:
+                self._entries -= self._nodes.pop(key).entries
+            node = self._nodes[key] = _EdgeNode()
+            self._entries += node.entries
         return node
+
+    def _learn(self, topic: Topic, node: _EdgeNode, defined: dict[int, MetricDef]) -> None:
+        """Remember a birth's aliases (and device); forget the oldest other nodes beyond the
+        bound. The node is now the most recently born."""
+        before = node.entries
+        node.aliases.update(defined)
+        if topic.device is not None:
+            node.devices.add(topic.device)
+        self._entries += node.entries - before
+        key = topic.node_key
+        self._nodes[key] = self._nodes.pop(key)
+        while self._entries > self._max_entries and len(self._nodes) > 1:
+            oldest = next(iter(self._nodes))
+            self._entries -= self._nodes.pop(oldest).entries
 
     def _death(self, topic: Topic, at: datetime, out: Outcome) -> None:
         out.statuses.append(StatusChange(topic.device_id, "offline", at))

@@ -203,3 +203,51 @@ def test_more_metrics_than_the_limit_are_refused_before_reading() -> None:
     out = SparkplugHost(max_metrics=10).receive("spBv1.0/g/NDATA/n1", payload, received_at=RECEIVED)
     assert out.readings == []
     assert [r.code for r in out.rejections] == ["too_many_readings"]
+
+
+def _birth(aliases: range) -> bytes:
+    payload: bytes = encode([metric(f"m{a}", 1.0, alias=a, datatype=DOUBLE) for a in aliases])
+    return payload
+
+
+def test_births_of_many_edge_nodes_forget_the_oldest_beyond_the_bound() -> None:
+    host = SparkplugHost(max_entries=100)
+    for n in range(50):  # a publisher inventing edge nodes: 11 entries each
+        host.receive(f"spBv1.0/g/NBIRTH/n{n}", _birth(range(10)), received_at=RECEIVED)
+        assert host.entries <= 100
+    data = encode([metric(value=2.0, alias=3, datatype=DOUBLE)])
+    latest = host.receive("spBv1.0/g/NDATA/n49", data, received_at=RECEIVED)
+    assert [r.sensor_type for r in latest.readings] == ["m3"]
+    forgotten = host.receive("spBv1.0/g/NDATA/n0", data, received_at=RECEIVED)
+    assert [r.code for r in forgotten.rejections] == ["unknown_alias"]  # replayable after a rebirth
+    assert forgotten.rebirth_topic == "spBv1.0/g/NCMD/n0"
+
+
+def test_dbirths_under_one_node_count_against_the_bound() -> None:
+    host = SparkplugHost(max_entries=100)
+    host.receive("spBv1.0/g/NBIRTH/old", _birth(range(5)), received_at=RECEIVED)
+    for d in range(20):
+        topic = f"spBv1.0/g/DBIRTH/n/d{d}"
+        host.receive(topic, _birth(range(d * 10, d * 10 + 10)), received_at=RECEIVED)
+    assert host.entries == 1 + 20 + 200  # the other nodes are forgotten, the newest kept whole
+    data = encode([metric(value=2.0, alias=1, datatype=DOUBLE)])
+    out = host.receive("spBv1.0/g/NDATA/old", data, received_at=RECEIVED)
+    assert [r.code for r in out.rejections] == ["unknown_alias"]
+
+
+def test_data_of_unknown_edge_nodes_is_not_remembered() -> None:
+    host = SparkplugHost()
+    data = encode([metric(value=2.0, alias=1, datatype=DOUBLE)])
+    for n in range(100):
+        host.receive(f"spBv1.0/g/NDATA/n{n}", data, received_at=RECEIVED)
+        host.receive(f"spBv1.0/g/DDATA/n{n}/d", data, received_at=RECEIVED)
+    assert host.entries == 0
+
+
+def test_a_rebirth_replaces_the_node_and_keeps_the_count() -> None:
+    host = SparkplugHost()
+    host.receive("spBv1.0/g/NBIRTH/n", _birth(range(10)), received_at=RECEIVED)
+    host.receive("spBv1.0/g/DBIRTH/n/d", _birth(range(10, 15)), received_at=RECEIVED)
+    assert host.entries == 1 + 10 + 1 + 5
+    host.receive("spBv1.0/g/NBIRTH/n", _birth(range(3)), received_at=RECEIVED)
+    assert host.entries == 1 + 3
