@@ -81,6 +81,7 @@ class ParseSettings:
 
     max_payload_bytes: int = 256 * 1024
     max_future_skew_s: float = 300.0
+    max_readings: int = 10_000
     status_topic_prefix: str | None = None
     device_topics: bool = False
 
@@ -89,6 +90,7 @@ class ParseSettings:
         return cls(
             max_payload_bytes=settings.max_payload_bytes,
             max_future_skew_s=settings.max_future_skew_s,
+            max_readings=settings.max_readings_per_message,
             status_topic_prefix=settings.status_topic_prefix,
             device_topics=settings.mqtt_device_topics,
         )
@@ -152,6 +154,7 @@ class Replayer:
             self._mappings,
             max_payload_bytes=p.max_payload_bytes,
             max_future_skew_s=p.max_future_skew_s,
+            max_readings=p.max_readings,
         )
         for birth in await self._store.load_births():
             mapped.sparkplug.remember(birth.topic, birth.payload, received_at=birth.received_at)
@@ -174,6 +177,7 @@ class Replayer:
             received_at=at,
             max_future_skew_s=p.max_future_skew_s,
             max_payload_bytes=p.max_payload_bytes,
+            max_readings=p.max_readings,
         )
         if p.device_topics and result.readings:
             kept, foreign = keep_topic_device(topic, result.readings)

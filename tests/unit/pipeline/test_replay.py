@@ -111,3 +111,23 @@ async def test_a_reading_already_stored_counts_as_duplicate() -> None:
     store.stored.add(("boiler-7", "temperature", RECEIVED))
     report = await replayer(store).replay(DeadLetterFilter(pending=True))
     assert (report.stored, report.duplicates, report.replayed) == (0, 1, 1)
+
+
+async def test_replay_applies_the_collectors_readings_limit() -> None:
+    many = (
+        b"["
+        + b",".join(b'{"device_id":"d","sensor_type":"t%d","value":1}' % i for i in range(20))
+        + b"]"
+    )
+    rule = b'{"t": 1, "u": 2, "v": 3}'
+    store = FakeStore([letter(1, "iot/data", many), letter(2, "acme/boiler-7", rule)])
+    auto = compile_mappings(
+        yaml.safe_load('mappings: [{topic: "acme/{device_id}", readings: auto}]')
+    )
+    limited = Replayer(store, store.write, mappings=auto, parsing=ParseSettings(max_readings=2))
+    report = await limited.replay(DeadLetterFilter(pending=True))
+    assert report.still_rejected == {"too_many_readings": 2}  # as live ingest refuses them
+    assert store.stored == set()
+    raised = Replayer(store, store.write, mappings=auto, parsing=ParseSettings(max_readings=20))
+    report = await raised.replay(DeadLetterFilter(pending=True))
+    assert (report.replayed, report.stored) == (2, 23)
