@@ -12,6 +12,7 @@ cut short is simply run again (the readings already stored count as duplicates).
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
         WriteResult,
     )
 
-_PAGE = 500
+_PAGE = 100  # dead letters read at once: up to 100 payloads of IOT_MAX_PAYLOAD_BYTES
 _MAX_WRITE = 5000
 
 
@@ -127,23 +128,35 @@ class Replayer:
             readings: list[Reading] = []
             done: list[int] = []
             for letter in page:
+                await asyncio.sleep(0)  # one dead letter parsed per event-loop turn: ingest runs
                 report.examined += 1
                 found, rejections = self._parse(letter, mapped)
-                readings += found
+                report.readings += len(found)
                 if rejections:
                     report.still_rejected[rejections[0].code] += 1
                 else:
                     done.append(letter.id)
-            report.readings += len(readings)
+                if dry_run:
+                    continue
+                readings += found
+                if len(readings) >= _MAX_WRITE:  # held readings bounded, progress kept
+                    await self._store_and_mark(readings, done, report)
+                    readings, done = [], []
             if dry_run:
                 report.replayed += len(done)
-                continue
-            for start in range(0, len(readings), _MAX_WRITE):
-                result = await self._write(readings[start : start + _MAX_WRITE])
-                report.stored += result.stored
-                report.duplicates += result.duplicates
-            if done:
-                report.replayed += await self._store.mark_replayed(done, datetime.now(UTC))
+            else:
+                await self._store_and_mark(readings, done, report)
+
+    async def _store_and_mark(
+        self, readings: list[Reading], done: list[int], report: ReplayReport
+    ) -> None:
+        """Write the readings, then (after their commit) mark the fully valid dead letters."""
+        for start in range(0, len(readings), _MAX_WRITE):
+            result = await self._write(readings[start : start + _MAX_WRITE])
+            report.stored += result.stored
+            report.duplicates += result.duplicates
+        if done:
+            report.replayed += await self._store.mark_replayed(done, datetime.now(UTC))
 
     async def _mapped(self) -> MappedTopics | None:
         """A fresh host memory from the kept births: a replay never changes the live one."""

@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import pytest
 import yaml
 
 from iotcollector.domain.mapping import compile_mappings
+from iotcollector.errors import StorageError
 from iotcollector.pipeline.replay import ParseSettings, Replayer
 from iotcollector.storage.base import (
     DeadLetterFilter,
@@ -131,3 +133,27 @@ async def test_replay_applies_the_collectors_readings_limit() -> None:
     raised = Replayer(store, store.write, mappings=auto, parsing=ParseSettings(max_readings=20))
     report = await raised.replay(DeadLetterFilter(pending=True))
     assert (report.replayed, report.stored) == (2, 23)
+
+
+async def test_a_replay_cut_short_keeps_the_marks_of_what_it_committed() -> None:
+    def array(n: int) -> bytes:
+        items = (b'{"device_id":"d%d","sensor_type":"t%d","value":1}' % (n, i) for i in range(2500))
+        return b"[" + b",".join(items) + b"]"
+
+    store = FakeStore([letter(n, "iot/data", array(n)) for n in range(1, 5)])
+    writes = 0
+
+    async def write_then_fail(readings: list[Reading]) -> WriteResult:
+        nonlocal writes
+        writes += 1
+        if writes > 1:
+            raise StorageError("database gone")
+        return await store.write(readings)
+
+    cut = Replayer(store, write_then_fail, mappings=None, parsing=ParseSettings())
+    with pytest.raises(StorageError):
+        await cut.replay(DeadLetterFilter(pending=True))
+    assert [d.replayed_at is not None for d in store.letters] == [True, True, False, False]
+    assert len(store.stored) == 5000
+    report = await replayer(store).replay(DeadLetterFilter(pending=True))
+    assert (report.examined, report.replayed, report.stored) == (2, 2, 5000)
