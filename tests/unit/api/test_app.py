@@ -44,6 +44,8 @@ class FakeQueries:
     fail_after_calls: int | None = None
     calls: list[tuple[Position | None, int]] = field(default_factory=list)
     device: DeviceRecord | None = None
+    letters: list[StoredDeadLetter] = field(default_factory=list)  # newest (highest id) first
+    rejected_limits: list[int] = field(default_factory=list)
 
     def _maybe_fail(self) -> None:
         if self.error is not None and (
@@ -77,9 +79,18 @@ class FakeQueries:
         self._maybe_fail()
         return self.device if self.device and self.device.device_id == device_id else None
 
-    async def list_rejected(self, *_: Any, **__: Any) -> list[StoredDeadLetter]:
+    async def list_rejected(
+        self,
+        where: Any,  # noqa: ARG002 - the fake ignores filters
+        *,
+        after: int | None,
+        limit: int,
+        oldest_first: bool = False,
+    ) -> list[StoredDeadLetter]:
+        assert not oldest_first
         self._maybe_fail()
-        return []
+        self.rejected_limits.append(limit)
+        return [d for d in self.letters if after is None or d.id < after][:limit]
 
     async def load_births(self) -> list[StoredBirth]:
         return []
@@ -350,3 +361,37 @@ async def test_averages_are_given_to_15_significant_digits() -> None:
     assert _significant(52.426899999999996) == 52.4269
     assert _significant(0.1 + 0.2) == 0.3
     assert _significant(1e-300) == 1e-300
+
+
+async def test_rejected_pages_are_bounded_by_payload_bytes() -> None:
+    big = b"x" * (256 * 1024)
+    letters = [StoredDeadLetter(i, T0, "t", big, "too_large: ...", None) for i in range(40, 0, -1)]
+    queries = FakeQueries(letters=letters)
+    seen: list[int] = []
+    cursor: str | None = None
+    async with _client(queries) as client:
+        while True:
+            params: dict[str, Any] = {"limit": 1000} | ({"cursor": cursor} if cursor else {})
+            response = await client.get("/api/rejected", params=params)
+            assert response.status_code == 200, response.text
+            page = response.json()
+            assert len(response.content) < 5 * 1024 * 1024
+            seen += [d["id"] for d in page["data"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    assert seen == list(range(40, 0, -1))  # every one, once, in order
+    assert max(queries.rejected_limits) <= 50
+
+
+async def test_rejected_limit_and_cursor_with_small_payloads() -> None:
+    letters = [
+        StoredDeadLetter(i, T0, "t", b"{}", "invalid_json: ...", None) for i in range(120, 0, -1)
+    ]
+    async with _client(FakeQueries(letters=letters)) as client:
+        first = (await client.get("/api/rejected", params={"limit": 100})).json()
+        assert [d["id"] for d in first["data"]] == list(range(120, 20, -1))
+        params = {"limit": 100, "cursor": first["next_cursor"]}
+        rest = (await client.get("/api/rejected", params=params)).json()
+    assert [d["id"] for d in rest["data"]] == list(range(20, 0, -1))
+    assert rest["next_cursor"] is None

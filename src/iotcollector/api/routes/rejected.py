@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 MAX_REJECTED = 1000
 DEFAULT_REJECTED = 50
+# A page ends after the dead letter that brings its payloads to 4 MiB (a thousand payloads of
+# IOT_MAX_PAYLOAD_BYTES would be 256 MiB in one answer); they are read 50 at a time.
+MAX_PAGE_PAYLOAD_BYTES = 4 * 1024 * 1024
+_CHUNK = 50
 _CURSOR_PREFIX = b"rej:"
 _CODE_PATTERN = r"^[a-z0-9_]{1,40}$"
 _TOPIC_MAX = 1024
@@ -123,11 +127,8 @@ def rejected_router(ctx: ApiContext) -> APIRouter:
     ) -> Response:
         where = _filter(reason, topic, from_, to, pending=False)
         after = _decode_cursor(cursor) if cursor is not None else None
-        letters = await ctx.queries.list_rejected(where, after=after, limit=limit + 1)
-        next_cursor = None
-        if len(letters) > limit:
-            letters = letters[:limit]
-            next_cursor = _encode_cursor(letters[-1].id)
+        letters, more = await _page(ctx, where, after, limit)
+        next_cursor = _encode_cursor(letters[-1].id) if more else None
         return json_response(
             {"data": [dead_letter_view(d) for d in letters], "next_cursor": next_cursor}
         )
@@ -167,6 +168,28 @@ def rejected_router(ctx: ApiContext) -> APIRouter:
         return json_response(report)
 
     return router
+
+
+async def _page(
+    ctx: ApiContext, where: DeadLetterFilter, after: int | None, limit: int
+) -> tuple[list[StoredDeadLetter], bool]:
+    """Up to ``limit`` dead letters, read :data:`_CHUNK` at a time and cut after the one that
+    brings their payloads to :data:`MAX_PAGE_PAYLOAD_BYTES`; and whether more may follow."""
+    letters: list[StoredDeadLetter] = []
+    size = 0
+    while True:
+        wanted = min(_CHUNK, limit + 1 - len(letters))
+        chunk = await ctx.queries.list_rejected(where, after=after, limit=wanted)
+        for letter in chunk:
+            if len(letters) == limit:
+                return letters, True
+            letters.append(letter)
+            size += len(letter.payload)
+            if size >= MAX_PAGE_PAYLOAD_BYTES:
+                return letters, True
+        if len(chunk) < wanted:
+            return letters, False
+        after = chunk[-1].id
 
 
 def _filter(
