@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import signal
 import sys
 from pathlib import Path
@@ -162,6 +163,15 @@ async def _up(settings: Settings, simulate: int = 0, mappings: Mappings | None =
     from iotcollector.ports import PortTakenError, bind_listener  # noqa: PLC0415
     from iotcollector.service import Service  # noqa: PLC0415
 
+    development = "api_auth" not in settings.model_fields_set and not settings.api_key_values
+    if development and not _loopback(settings.api_host):
+        print(  # noqa: T201 - one line, no traceback
+            f"iot-collector: IOT_API_HOST={settings.api_host} serves /api/* to other machines: "
+            f"set IOT_API_KEYS (or IOT_API_AUTH=disabled to serve it without keys); without "
+            f"keys `up` listens on 127.0.0.1 only",
+            file=sys.stderr,
+        )
+        return 2
     try:
         listener = bind_listener(settings.api_host, settings.api_port, "IOT_API_PORT")
     except PortTakenError as exc:
@@ -186,9 +196,6 @@ async def _up(settings: Settings, simulate: int = 0, mappings: Mappings | None =
                 update={"mqtt_url": broker.url, "mqtt_protocol": broker.protocol}
             )
         try:
-            development = "api_auth" not in settings.model_fields_set and not (
-                settings.api_key_values
-            )
             if development:
                 # Zero set-up on one machine: without keys, /api/* is open (127.0.0.1 default).
                 settings = settings.model_copy(update={"api_auth": ApiAuth.DISABLED})
@@ -198,6 +205,16 @@ async def _up(settings: Settings, simulate: int = 0, mappings: Mappings | None =
         finally:
             if broker is not None:
                 await broker.stop()
+
+
+def _loopback(host: str) -> bool:
+    """Whether an API host reaches this machine only (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _embedded_broker(settings: Settings, log: logging.Logger) -> EmbeddedBroker:

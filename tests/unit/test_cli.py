@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from iotcollector.cli import main
@@ -37,3 +38,17 @@ def test_a_misspelt_variable_is_warned_about(
         "did you mean IOT_API_PORT?"
     )
     assert err[1].startswith("iot-collector: invalid configuration: IOT_DATABASE_URL:")
+
+
+def test_up_without_keys_refuses_an_api_host_other_machines_reach(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("IOT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("IOT_API_HOST", "0.0.0.0")  # noqa: S104 - refused before anything binds
+    assert main(["up"]) == 2
+    err = capsys.readouterr().err
+    assert "IOT_API_HOST=0.0.0.0 serves /api/* to other machines: set IOT_API_KEYS" in err
+    assert not (Path(tmp_path) / "data").exists()  # no broker, no database started
