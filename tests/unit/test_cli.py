@@ -47,7 +47,7 @@ def test_up_without_keys_refuses_an_api_host_other_machines_reach(
     for name in list(os.environ):
         if name.startswith("IOT_"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("IOT_API_HOST", "0.0.0.0")  # noqa: S104 - refused before anything binds
+    monkeypatch.setenv("IOT_API_HOST", "0.0.0.0")  # refused before anything binds
     assert main(["up"]) == 2
     err = capsys.readouterr().err
     assert "IOT_API_HOST=0.0.0.0 serves /api/* to other machines: set IOT_API_KEYS" in err
