@@ -263,19 +263,59 @@ def test_aws_mode_has_no_plain_text_secret(
     assert {d["spec"]["target"]["name"] for d in externals} == {
         "iot-iot-collector-credentials",
         "iot-iot-collector-mqtt-tls",
+        "iot-iot-collector-database",
+        "iot-iot-collector-database-admin",
     }
-    (credentials,) = [d for d in externals if d["metadata"]["name"].endswith("-credentials")]
-    template = credentials["spec"]["target"]["template"]["data"]["IOT_DATABASE_URL"]
-    assert "{{ .rds_password | urlquery }}" in template, "database URL from the rotated RDS secret"
-    secret_like = re.compile(r"PASSWORD|DATABASE_URL|API_KEYS|SECRET|TOKEN", re.IGNORECASE)
+    secret_like = re.compile(r"PASSWORD|API_KEYS|SECRET|TOKEN", re.IGNORECASE)
     for name, pod in _pod_specs(docs):
         for container in _containers(pod):
             for env in container.get("env", []):
                 if secret_like.search(env["name"]):
                     assert "valueFrom" in env, f"{name}: {env['name']} is a literal"
-    text = rendered["aws"].read_text(encoding="utf-8")
-    assert not re.search(r"postgres(ql)?://[^\s\"']*:[^\s\"'@]*@", text), "credentials in a URL"
-    assert "BEGIN" not in text, "a certificate or key in the manifests"
+                if env["name"] == "IOT_DATABASE_URL" and "value" in env:
+                    # The URL names the role and the passfile; the password is only in the file.
+                    assert re.fullmatch(
+                        r"postgresql://iot_(collector|migrator)@[^:/]+:\d+/\w+\?"
+                        r"sslmode=\w+&passfile=/var/run/iot-collector/database/pgpass",
+                        env["value"],
+                    ), env["value"]
+
+
+def test_aws_mode_uses_its_own_database_roles_not_the_master(
+    manifests: dict[str, list[Manifest]],
+) -> None:
+    """The collector (and its backups) log in as iot_collector, migrations as iot_migrator,
+    through a passfile the External Secrets Operator rewrites after each rotation."""
+    docs = manifests["aws"]
+    users = {}
+    for name, pod in _pod_specs(docs):
+        for container in [*_containers(pod), *pod.get("initContainers", [])]:
+            url = _env(container).get("IOT_DATABASE_URL", {}).get("value", "")
+            if url:
+                users[f"{name}/{container['name']}"] = url.split("//", 1)[1].split("@", 1)[0]
+                mounts = {m["name"]: m for m in container["volumeMounts"]}
+                assert mounts["database"]["mountPath"] == "/var/run/iot-collector/database"
+    assert users == {
+        "iot-iot-collector/collector": "iot_collector",
+        "iot-iot-collector-backup/backup": "iot_collector",
+        "iot-iot-collector-migrate/migrate": "iot_migrator",
+    }
+    (passfiles,) = _find(docs, "ExternalSecret", "-database")
+    assert set(passfiles["spec"]["target"]["template"]["data"]) == {
+        "collector.pgpass",
+        "migrator.pgpass",
+    }
+    (admin,) = _find(docs, "ExternalSecret", "-database-admin")
+    assert "hook-succeeded" in admin["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
+    (roles,) = _find(docs, "Job", "-database-roles")
+    (migrate,) = _find(docs, "Job", "-migrate")
+    weight = "helm.sh/hook-weight"
+    assert int(roles["metadata"]["annotations"][weight]) < int(
+        migrate["metadata"]["annotations"][weight]
+    ), "the roles exist before the migration runs as iot_migrator"
+    (container,) = roles["spec"]["template"]["spec"]["containers"]
+    assert container["command"][0] == "psql"
+    assert all("PASSWORD" not in arg for arg in container["command"]), "passwords only in env"
 
 
 def test_aws_mode_uses_iot_core_with_client_certificates(

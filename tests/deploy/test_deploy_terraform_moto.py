@@ -37,9 +37,11 @@ EMULATOR_SKIPS = {
     "eks-addons": "EKS add-ons: moto has no CreateAddon",
     "eks-access-entries": "EKS access entries: moto has no CreateAccessEntry",
     "eks-cluster-security-group": "rules on the EKS cluster security group: moto creates none",
+    "db-password-rotation": "the RDS rotation function: moto has no serverlessrepo",
 }
 SERVICES = (
     "autoscaling",
+    "cloudwatch",
     "cloudwatchlogs",
     "ec2",
     "ecr",
@@ -50,6 +52,7 @@ SERVICES = (
     "rds",
     "s3",
     "secretsmanager",
+    "sns",
     "sts",
 )
 REGION = "eu-west-1"
@@ -221,6 +224,18 @@ def test_api_key_secret_is_written(stack: Stack) -> None:
     api_key = json.loads(value["SecretString"])["api_keys"]
     assert len(api_key) == 64
     assert int(api_key, 16) >= 0
+
+
+def test_database_roles_have_their_own_secrets_and_alarms(stack: Stack) -> None:
+    secrets = stack.client("secretsmanager")
+    for role in ("collector", "migrator"):
+        value = secrets.get_secret_value(SecretId=f"iot-collector/prod/db-{role}")
+        secret = json.loads(value["SecretString"])
+        assert secret["username"] == f"iot_{role}"
+        assert secret["engine"] == "postgres"
+        assert len(secret["password"]) == 64
+    alarms = stack.client("cloudwatch").describe_alarms()["MetricAlarms"]
+    assert {a["MetricName"] for a in alarms} >= {"FreeStorageSpace", "DatabaseConnections"}
 
 
 def test_backup_role_is_the_one_values_aws_annotates(stack: Stack) -> None:

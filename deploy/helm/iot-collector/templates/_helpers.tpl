@@ -160,11 +160,7 @@ from the credentials Secret (never literal values), TLS files from the mounted c
 - name: IOT_MQTT_KEY_FILE
   value: /etc/iot-collector/mqtt-tls/tls.key
 {{- end }}
-- name: IOT_DATABASE_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "iot-collector.secretName" . }}
-      key: IOT_DATABASE_URL
+{{ include "iot-collector.databaseUrlEnv" (dict "root" . "role" "collector") }}
 - name: IOT_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
 - name: IOT_LOG_FORMAT
@@ -255,4 +251,53 @@ spec:
 
 {{- define "iot-collector.checkovSkipPrometheusToken" -}}
 checkov.io/skip5: "CKV_K8S_38=Prometheus discovers the collector pods through the Kubernetes API (a namespaced Role that may get, list and watch pods, services and endpoints)"
+{{- end }}
+
+{{/*
+The database roles of AWS mode (secrets.external.database.collectorSecretKey set): the
+collector, its backups and the migrations log in as iot_collector / iot_migrator with the
+password in a libpq passfile, a Secret the External Secrets Operator keeps current after each
+Secrets Manager rotation. libpq reads it at every new connection: no restart.
+*/}}
+{{- define "iot-collector.databaseRoles" -}}
+{{- if and (eq .Values.secrets.mode "external") .Values.secrets.external.database.collectorSecretKey }}true{{ end }}
+{{- end }}
+
+{{- define "iot-collector.databaseSecretName" -}}
+{{- include "iot-collector.component" (dict "root" . "component" "database") }}
+{{- end }}
+
+{{/* IOT_DATABASE_URL: dict "root" $ "role" "collector"|"migrator". */}}
+{{- define "iot-collector.databaseUrlEnv" -}}
+{{- $db := .root.Values.secrets.external.database }}
+- name: IOT_DATABASE_URL
+{{- if include "iot-collector.databaseRoles" .root }}
+  value: {{ printf "postgresql://iot_%s@%s:%v/%s?sslmode=%s&passfile=/var/run/iot-collector/database/pgpass" .role (required "secrets.external.database.host is required with collectorSecretKey" $db.host) $db.port $db.name $db.sslmode | quote }}
+{{- else }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "iot-collector.secretName" .root }}
+      key: IOT_DATABASE_URL
+{{- end }}
+{{- end }}
+
+{{/* The passfile volume: dict "root" $ "role" "collector"|"migrator". */}}
+{{- define "iot-collector.databaseVolume" -}}
+{{- if include "iot-collector.databaseRoles" .root }}
+- name: database
+  secret:
+    secretName: {{ include "iot-collector.databaseSecretName" .root }}
+    defaultMode: 0400
+    items:
+      - key: {{ .role }}.pgpass
+        path: pgpass
+{{- end }}
+{{- end }}
+
+{{- define "iot-collector.databaseVolumeMount" -}}
+{{- if include "iot-collector.databaseRoles" . }}
+- name: database
+  mountPath: /var/run/iot-collector/database
+  readOnly: true
+{{- end }}
 {{- end }}

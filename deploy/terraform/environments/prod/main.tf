@@ -23,6 +23,7 @@ module "secrets" {
   store_collector_private_key            = var.collector_csr_pem == ""
   create_autoscaling_service_linked_role = var.create_autoscaling_service_linked_role
   rds_master_secret_arn                  = module.rds.master_user_secret_arn
+  database_secret_arns                   = module.rds.app_role_secret_arns
   oidc_provider_arn                      = module.eks.oidc_provider_arn
   oidc_provider                          = module.eks.oidc_provider
   tags                                   = local.tags
@@ -72,7 +73,11 @@ module "rds" {
   deletion_protection     = var.db_deletion_protection
   kms_key_arn             = module.secrets.kms_key_arn
   log_retention_days      = var.log_retention_days
+  secret_prefix           = "iot-collector/${var.environment}"
+  alarm_email             = var.alarm_email
   tags                    = local.tags
+
+  password_rotation_enabled = !contains(var.emulator_skips, "db-password-rotation")
 }
 
 module "iot" {
@@ -117,6 +122,6 @@ module "github_oidc" {
   access_entry_enabled = !contains(var.emulator_skips, "eks-access-entries")
   state_bucket_arn     = "arn:${data.aws_partition.current.partition}:s3:::${var.state_bucket_name}"
   kms_key_arn          = module.secrets.kms_key_arn
-  secret_arns          = module.secrets.secret_arns
+  secret_arns          = concat(module.secrets.secret_arns, module.rds.app_role_secret_arns)
   tags                 = local.tags
 }

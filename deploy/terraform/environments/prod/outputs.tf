@@ -77,3 +77,13 @@ output "kms_key_arn" {
   description = "The environment's KMS key (backups, secrets, volumes)."
   value       = module.secrets.kms_key_arn
 }
+
+output "database_role_secret_names" {
+  description = "Secrets of the iot_collector and iot_migrator roles: values-aws secrets.external.database.collectorSecretKey / migratorSecretKey."
+  value       = module.rds.app_role_secret_names
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic of the database alarms (RDS free storage, connections): subscribe your on-call."
+  value       = module.rds.alarm_topic_arn
+}

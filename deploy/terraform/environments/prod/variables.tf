@@ -129,7 +129,13 @@ variable "emulator_skips" {
   description = "Parts an AWS emulator cannot create, left out of the apply test against moto (tests/deploy/test_deploy_terraform_moto.py). Never set for a real account."
   default     = []
   validation {
-    condition     = length(setsubtract(var.emulator_skips, ["iot-tagged-resources", "eks-addons", "eks-access-entries", "eks-cluster-security-group"])) == 0
-    error_message = "emulator_skips: only iot-tagged-resources, eks-addons, eks-access-entries, eks-cluster-security-group."
+    condition     = length(setsubtract(var.emulator_skips, ["iot-tagged-resources", "eks-addons", "eks-access-entries", "eks-cluster-security-group", "db-password-rotation"])) == 0
+    error_message = "emulator_skips: only iot-tagged-resources, eks-addons, eks-access-entries, eks-cluster-security-group, db-password-rotation."
   }
+}
+
+variable "alarm_email" {
+  type        = string
+  description = "E-mail subscribed to the database alarms (RDS free storage, connections); empty: subscribe to the alarm_topic_arn output yourself."
+  default     = ""
 }

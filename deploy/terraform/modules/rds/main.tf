@@ -137,3 +137,168 @@ resource "aws_db_instance" "this" {
 
   depends_on = [aws_cloudwatch_log_group.postgresql]
 }
+
+# ---------------------------------------------------------------- application roles
+# The collector and the migrations log in as their own roles (iot_collector, iot_migrator),
+# made once by the chart's database-roles Job with the master secret
+# (deploy/helm/iot-collector/files/postgresql/database-roles.sql). Their secrets hold the RDS
+# rotation format (engine, host, port, dbname, username, password); the first password is
+# generated here write-only (never in state or plan), then Secrets Manager rotates it
+# (single-user rotation: the role changes its own password). The collector reads it through a
+# libpq passfile that the External Secrets Operator keeps current: no restart (docs/deployment.md).
+
+locals {
+  app_roles = toset(["collector", "migrator"])
+}
+
+data "aws_region" "current" {}
+
+resource "aws_secretsmanager_secret" "app_role" {
+  # checkov:skip=CKV2_AWS_57:rotation is enabled below (aws_secretsmanager_secret_rotation.app_role) when password_rotation_enabled
+  for_each = local.app_roles
+
+  name        = "${var.secret_prefix}/db-${each.key}"
+  description = "PostgreSQL role iot_${each.key} of ${var.name} (RDS rotation format)"
+  kms_key_id  = var.kms_key_arn
+  tags        = var.tags
+}
+
+resource "aws_secretsmanager_secret_version" "app_role" {
+  for_each = local.app_roles
+
+  secret_id = aws_secretsmanager_secret.app_role[each.key].id
+  secret_string_wo = jsonencode({
+    engine   = "postgres"
+    host     = aws_db_instance.this.address
+    port     = aws_db_instance.this.port
+    dbname   = var.database_name
+    username = "iot_${each.key}"
+    password = "${replace(uuid(), "-", "")}${replace(uuid(), "-", "")}"
+  })
+  secret_string_wo_version = var.app_role_passwords_version
+}
+
+# The rotation function from AWS's Serverless Application Repository, in the private subnets
+# (it must reach PostgreSQL, and Secrets Manager through the NAT).
+resource "aws_security_group" "rotation" {
+  # checkov:skip=CKV2_AWS_5:attached to the rotation function that the Serverless Application Repository stack creates (vpcSecurityGroupIds)
+  count = var.password_rotation_enabled ? 1 : 0
+
+  name        = "${var.name}-db-rotation"
+  description = "Secrets Manager rotation function of the database roles"
+  vpc_id      = var.vpc_id
+  tags        = merge(var.tags, { Name = "${var.name}-db-rotation" })
+}
+
+resource "aws_vpc_security_group_egress_rule" "rotation_to_db" {
+  count = var.password_rotation_enabled ? 1 : 0
+
+  security_group_id            = aws_security_group.rotation[0].id
+  description                  = "To PostgreSQL"
+  referenced_security_group_id = aws_security_group.this.id
+  ip_protocol                  = "tcp"
+  from_port                    = 5432
+  to_port                      = 5432
+}
+
+resource "aws_vpc_security_group_egress_rule" "rotation_to_aws" {
+  count = var.password_rotation_enabled ? 1 : 0
+
+  security_group_id = aws_security_group.rotation[0].id
+  description       = "To the Secrets Manager API (HTTPS through the NAT)"
+  cidr_ipv4         = "0.0.0.0/0"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+}
+
+resource "aws_vpc_security_group_ingress_rule" "from_rotation" {
+  count = var.password_rotation_enabled ? 1 : 0
+
+  security_group_id            = aws_security_group.this.id
+  description                  = "PostgreSQL from the rotation function"
+  referenced_security_group_id = aws_security_group.rotation[0].id
+  ip_protocol                  = "tcp"
+  from_port                    = 5432
+  to_port                      = 5432
+}
+
+resource "aws_serverlessapplicationrepository_cloudformation_stack" "rotation" {
+  count = var.password_rotation_enabled ? 1 : 0
+
+  name           = "${var.name}-db-rotation"
+  application_id = "arn:${data.aws_partition.current.partition}:serverlessrepo:us-east-1:297356227824:applications/SecretsManagerRDSPostgreSQLRotationSingleUser"
+  capabilities   = ["CAPABILITY_IAM", "CAPABILITY_RESOURCE_POLICY"]
+  parameters = {
+    endpoint            = "https://secretsmanager.${data.aws_region.current.name}.${data.aws_partition.current.dns_suffix}"
+    functionName        = "${var.name}-db-rotation"
+    vpcSubnetIds        = join(",", var.private_subnet_ids)
+    vpcSecurityGroupIds = aws_security_group.rotation[0].id
+    kmsKeyArn           = var.kms_key_arn
+    # The collector's passfile (host:port:db:user:password) cannot hold ':' or '\'.
+    excludeCharacters = "/@\"'\\:"
+  }
+  tags = var.tags
+}
+
+resource "aws_secretsmanager_secret_rotation" "app_role" {
+  for_each = var.password_rotation_enabled ? local.app_roles : toset([])
+
+  secret_id           = aws_secretsmanager_secret.app_role[each.key].id
+  rotation_lambda_arn = aws_serverlessapplicationrepository_cloudformation_stack.rotation[0].outputs["RotationLambdaARN"]
+  rotation_rules {
+    automatically_after_days = var.password_rotation_days
+  }
+
+  depends_on = [aws_secretsmanager_secret_version.app_role]
+}
+
+# ---------------------------------------------------------------- alarms
+# RDS storage and connections are CloudWatch metrics, not Prometheus ones: these alarms notify
+# the alarm topic (subscribe your on-call to it; alarm_email does one e-mail subscription).
+
+resource "aws_sns_topic" "alarms" {
+  name              = "${var.name}-db-alarms"
+  kms_master_key_id = var.kms_key_arn
+  tags              = var.tags
+}
+
+resource "aws_sns_topic_subscription" "alarm_email" {
+  count = var.alarm_email != "" ? 1 : 0
+
+  topic_arn = aws_sns_topic.alarms.arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
+}
+
+resource "aws_cloudwatch_metric_alarm" "free_storage" {
+  alarm_name          = "${var.name}-db-free-storage-low"
+  alarm_description   = "RDS free storage under ${var.free_storage_alarm_gb} GiB (storage autoscaling up to ${var.max_allocated_storage_gb} GiB may be exhausted): docs/runbooks/disk-filling-up.md"
+  namespace           = "AWS/RDS"
+  metric_name         = "FreeStorageSpace"
+  dimensions          = { DBInstanceIdentifier = aws_db_instance.this.identifier }
+  statistic           = "Minimum"
+  period              = 300
+  evaluation_periods  = 3
+  comparison_operator = "LessThanThreshold"
+  threshold           = var.free_storage_alarm_gb * 1024 * 1024 * 1024
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "connections" {
+  alarm_name          = "${var.name}-db-connections-high"
+  alarm_description   = "RDS connections above ${var.connections_alarm_threshold} (near max_connections): docs/runbooks/postgres-connections-near-limit.md"
+  namespace           = "AWS/RDS"
+  metric_name         = "DatabaseConnections"
+  dimensions          = { DBInstanceIdentifier = aws_db_instance.this.identifier }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 5
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.connections_alarm_threshold
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+  tags                = var.tags
+}

@@ -94,3 +94,45 @@ variable "tags" {
   description = "Tags added to every resource."
   default     = {}
 }
+
+variable "secret_prefix" {
+  type        = string
+  description = "Path prefix of the database roles' secrets: <prefix>/db-collector and <prefix>/db-migrator."
+  default     = "iot-collector/prod"
+}
+
+variable "app_role_passwords_version" {
+  type        = number
+  description = "Bump to write new initial passwords into the roles' secrets (write-only; rotation normally changes them)."
+  default     = 1
+}
+
+variable "password_rotation_enabled" {
+  type        = bool
+  description = "Rotate the roles' passwords with AWS's single-user PostgreSQL rotation function (Serverless Application Repository). Only the moto test turns this off: moto has no serverlessrepo."
+  default     = true
+}
+
+variable "password_rotation_days" {
+  type        = number
+  description = "Days between rotations of the collector's and the migrations' passwords."
+  default     = 30
+}
+
+variable "alarm_email" {
+  type        = string
+  description = "E-mail subscribed to the database alarm topic (empty: subscribe yourself to the alarm_topic_arn output)."
+  default     = ""
+}
+
+variable "free_storage_alarm_gb" {
+  type        = number
+  description = "Alarm when the database's free storage falls under this, in GiB."
+  default     = 20
+}
+
+variable "connections_alarm_threshold" {
+  type        = number
+  description = "Alarm when the database's connections exceed this (keep it under max_connections of the instance class)."
+  default     = 600
+}

@@ -197,11 +197,11 @@ resource "aws_iam_role" "eso" {
 data "aws_iam_policy_document" "eso" {
   statement {
     actions = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
-    resources = [
+    resources = concat([
       aws_secretsmanager_secret.app.arn,
       aws_secretsmanager_secret.mqtt_tls.arn,
       var.rds_master_secret_arn,
-    ]
+    ], var.database_secret_arns)
   }
   statement {
     actions   = ["kms:Decrypt"]

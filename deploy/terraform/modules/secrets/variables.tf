@@ -56,6 +56,12 @@ variable "rds_master_secret_arn" {
   description = "The RDS-managed master-user secret (rotated by RDS) that the operator may read."
 }
 
+variable "database_secret_arns" {
+  type        = list(string)
+  description = "Secrets of the database roles (iot_collector, iot_migrator) that the operator may read."
+  default     = []
+}
+
 variable "oidc_provider_arn" {
   type        = string
   description = "ARN of the EKS IAM OIDC provider (IRSA)."

@@ -30,3 +30,27 @@ run "inbound_only_from_the_given_groups" {
     error_message = "RDS: managed master password, encrypted, private"
   }
 }
+
+run "application_roles_with_rotation_and_alarms" {
+  command = plan
+
+  assert {
+    condition     = toset(keys(aws_secretsmanager_secret.app_role)) == toset(["collector", "migrator"])
+    error_message = "one secret per database role: the collector and the migrations"
+  }
+
+  assert {
+    condition     = aws_secretsmanager_secret.app_role["collector"].name == "iot-collector/prod/db-collector"
+    error_message = "the collector's secret is <prefix>/db-collector, as values-aws names it"
+  }
+
+  assert {
+    condition     = length(aws_secretsmanager_secret_rotation.app_role) == 2 && alltrue([for r in aws_secretsmanager_secret_rotation.app_role : r.rotation_rules[0].automatically_after_days == 30])
+    error_message = "both roles' passwords rotate every 30 days"
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.free_storage.metric_name == "FreeStorageSpace" && aws_cloudwatch_metric_alarm.connections.metric_name == "DatabaseConnections"
+    error_message = "alarms on RDS free storage and connections"
+  }
+}
