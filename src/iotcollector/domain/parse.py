@@ -224,13 +224,22 @@ def parse_message(  # noqa: PLR0913 - the payload, then keyword-only limits
     )
 
 
+_PREFIX_KEPT: Final = " bytes are kept)"
+
+
 def too_large(size: int, kept: int, max_payload_bytes: int) -> Rejection:
     """The rejection of a payload of ``size`` bytes of which only ``kept`` were kept."""
-    held = "" if kept >= size else f" (its first {kept:,} bytes are kept)"
+    held = "" if kept >= size else f" (its first {kept:,}{_PREFIX_KEPT}"
     return Rejection(
         RejectionCode.TOO_LARGE.value,
         f"payload is {size:,} bytes, more than the limit of {max_payload_bytes:,}{held}",
     )
+
+
+def holds_a_prefix(reason: str) -> bool:
+    """Whether a dead letter of this reason holds only the first bytes of its payload (a
+    :func:`too_large` one): its payload is not the message and must never be parsed as it."""
+    return reason.startswith(f"{RejectionCode.TOO_LARGE.value}:") and reason.endswith(_PREFIX_KEPT)
 
 
 def _whole(code: RejectionCode, detail: str) -> ParseResult:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
-from iotcollector.domain.parse import parse_message
+from iotcollector.domain.parse import RejectionCode, holds_a_prefix, parse_message
 from iotcollector.domain.presence import parse_status
 from iotcollector.domain.reading import Reading, Rejection
 from iotcollector.domain.topics import keep_topic_device
@@ -178,6 +178,8 @@ class Replayer:
     ) -> tuple[list[Reading], list[Rejection]]:
         p = self._parsing
         topic, payload, at = letter.topic, letter.payload, letter.received_at
+        if holds_a_prefix(letter.reason):
+            return [], [Rejection(RejectionCode.TOO_LARGE, "only the payload's first bytes kept")]
         if p.status_topic_prefix and topic.startswith(p.status_topic_prefix):
             status = parse_status(topic, payload[: p.max_payload_bytes], received_at=at)
             return [], [status] if isinstance(status, Rejection) else []

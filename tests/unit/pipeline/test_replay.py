@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from iotcollector.domain.mapping import compile_mappings
+from iotcollector.domain.parse import too_large
 from iotcollector.errors import StorageError
 from iotcollector.pipeline.replay import ParseSettings, Replayer
 from iotcollector.storage.base import (
@@ -157,3 +158,12 @@ async def test_a_replay_cut_short_keeps_the_marks_of_what_it_committed() -> None
     assert len(store.stored) == 5000
     report = await replayer(store).replay(DeadLetterFilter(pending=True))
     assert (report.examined, report.replayed, report.stored) == (2, 2, 5000)
+
+
+async def test_a_too_large_dead_letter_holding_a_prefix_is_never_parsed() -> None:
+    prefix = b'{"device_id": "d", "sensor_type": "t", "value": 1}' + b" " * 100
+    reason = too_large(300_000, 4096, 262_144).reason
+    store = FakeStore([StoredDeadLetter(1, RECEIVED, "iot/data", prefix, reason, None)])
+    report = await replayer(store).replay(DeadLetterFilter(pending=True))
+    assert report.still_rejected == {"too_large": 1}
+    assert (report.replayed, store.stored) == (0, set())
