@@ -121,7 +121,7 @@ def test_amplification_one_dead_letter_per_message(
         print(watch.report("40 amplification messages"))
         assert scalar(postgres_url, "SELECT count(*) FROM iot_rejected") == 40
         reasons = [str(r[0]) for r in query(postgres_url, "SELECT reason FROM iot_rejected")]
-        assert sum(r.startswith("too_many_readings: message holds 87000") for r in reasons) == 20
+        assert sum(r.startswith("too_many_readings: message holds 87,000") for r in reasons) == 20
         assert sum(r.startswith("missing_field: 9999 items rejected") for r in reasons) == 20
         assert scalar(postgres_url, "SELECT count(*) FROM iot_data") == 1  # the good item, once
         metrics = c.metrics()
@@ -157,7 +157,7 @@ def test_big_messages_while_the_database_is_down_are_held_as_prefixes(
         sizes = query(url, "SELECT length(payload), reason FROM iot_rejected")
         assert {int(str(size)) for size, _ in sizes} == {4096}
         assert all(
-            str(reason).startswith("too_large: payload is 10485760 bytes") for _, reason in sizes
+            str(reason).startswith("too_large: payload is 10,485,760 bytes") for _, reason in sizes
         )
         assert c.peak_rss < RSS_LIMIT
         assert watch.worst_healthz < HEALTHZ_LIMIT_S
