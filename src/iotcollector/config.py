@@ -356,10 +356,14 @@ class Settings(BaseSettings):
         """The topic filters as subscribed, with the shared-subscription prefix if any."""
         return self.subscriptions_with(())
 
+    def topic_filters_with(self, rule_filters: tuple[str, ...]) -> tuple[str, ...]:
+        """The data and status topic filters and the mapping rules' ones, once each."""
+        filters = self.mqtt_topics + ((self.mqtt_status_topic,) if self.mqtt_status_topic else ())
+        return tuple(dict.fromkeys(filters + rule_filters))
+
     def subscriptions_with(self, rule_filters: tuple[str, ...]) -> tuple[str, ...]:
         """:attr:`subscriptions` with the mapping rules' topic filters too, once each."""
-        filters = self.mqtt_topics + ((self.mqtt_status_topic,) if self.mqtt_status_topic else ())
-        filters = tuple(dict.fromkeys(filters + rule_filters))
+        filters = self.topic_filters_with(rule_filters)
         if self.mqtt_shared_group:
             return tuple(f"$share/{self.mqtt_shared_group}/{t}" for t in filters)
         return filters

@@ -19,7 +19,7 @@ from iotcollector.api.context import ApiContext
 from iotcollector.api.server import HttpLimits, bounded_protocol
 from iotcollector.backoff import Backoff
 from iotcollector.config import ApiAuth
-from iotcollector.domain.mapping import filters_overlap
+from iotcollector.domain.mapping import overlapping_filters
 from iotcollector.errors import MqttRefusedError, PermanentStorageError, StorageError
 from iotcollector.ingest import codec
 from iotcollector.ingest.subscriber import Delivery, MqttSubscriber
@@ -369,19 +369,18 @@ class Service:
             self._log.info("Sparkplug B: unknown aliases, rebirth requested on %s", topic)
 
     def _warn_overlaps(self) -> None:
-        """A topic both IOT_MQTT_TOPICS and a rule subscribe to can be delivered twice."""
-        if self._mappings is None:
-            return
-        for topic in self._settings.mqtt_topics:
-            for rule_filter in self._mappings.filters:
-                if rule_filter != topic and filters_overlap(topic, rule_filter):
-                    self._log.warning(
-                        "IOT_MQTT_TOPICS %r overlaps the mapping rule topic %r: the broker may "
-                        "deliver such messages twice (readings without a timestamp would be "
-                        "stored twice); keep them apart",
-                        topic,
-                        rule_filter,
-                    )
+        """A message on a topic two subscribed filters match can be delivered twice: the data
+        topics, the status topic and the mapping rules' topics, each against every other."""
+        rules = self._mappings.filters if self._mappings is not None else ()
+        for first, second in overlapping_filters(self._settings.topic_filters_with(rules)):
+            self._log.warning(
+                "the topic filters %r and %r overlap: the broker may deliver a message matching "
+                "both twice (readings without a timestamp would be stored twice, dead letters "
+                "kept twice); keep IOT_MQTT_TOPICS, IOT_MQTT_STATUS_TOPIC and the rule topics "
+                "apart",
+                first,
+                second,
+            )
 
     async def _remember_births(self) -> None:
         """Sparkplug B: the aliases of the births kept before a restart (nothing to retry:

@@ -51,6 +51,7 @@ __all__ = [
     "apply_rule",
     "compile_mappings",
     "filters_overlap",
+    "overlapping_filters",
 ]
 
 _CAPTURES: Final = frozenset({"device_id", "sensor_type"})
@@ -206,6 +207,16 @@ def filters_overlap(a: str, b: str) -> bool:
         return True
     longer = left if len(left) > len(right) else right
     return longer[min(len(left), len(right))] == "#"  # 'a/#' also matches 'a'
+
+
+def overlapping_filters(filters: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The pairs of distinct topic filters some topic matches both of (in order given)."""
+    return [
+        (a, b)
+        for i, a in enumerate(filters)
+        for b in filters[i + 1 :]
+        if a != b and filters_overlap(a, b)
+    ]
 
 
 def _capture(level: str) -> str | None:

@@ -16,6 +16,7 @@ from iotcollector.domain.mapping import (
     apply_rule,
     compile_mappings,
     filters_overlap,
+    overlapping_filters,
 )
 from iotcollector.domain.reading import ParseResult, Reading
 
@@ -343,3 +344,12 @@ def test_bad_file_shape(document: Any) -> None:
 def test_filters_overlap(a: str, b: str, overlap: bool) -> None:
     assert filters_overlap(a, b) is overlap
     assert filters_overlap(b, a) is overlap
+
+
+def test_overlapping_filters_are_every_pair_not_only_data_against_rules() -> None:
+    subscribed = ("iot/#", "iot/status/+", "tele/+/SENSOR", "tele/#", "zigbee2mqtt/+")
+    assert overlapping_filters(subscribed) == [
+        ("iot/#", "iot/status/+"),  # data topics against the status topic
+        ("tele/+/SENSOR", "tele/#"),  # two rules
+    ]
+    assert overlapping_filters(("iot/data", "iot/status/+", "zigbee2mqtt/+")) == []
