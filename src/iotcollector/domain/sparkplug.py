@@ -102,6 +102,7 @@ _MAX_SENSOR_CHARS: Final = 20
 _MAX_DEVICE_CHARS: Final = 50
 _MAX_UNIT_CHARS: Final = 10
 _KEPT_NAME_CHARS: Final = 64
+MAX_TOPIC_CHARS: Final = 256
 
 
 def _schema() -> tuple[type[Message], type[Message]]:
@@ -232,6 +233,11 @@ def rebirth_request(now_ms: int) -> bytes:
 
 def parse_topic(topic: str) -> Topic | Rejection | None:
     """The parsed topic; ``None`` for what a host does not store (commands, STATE)."""
+    if len(topic) > MAX_TOPIC_CHARS:  # the host keeps node and device names: bounded
+        return Rejection(
+            SparkplugCode.INVALID_TOPIC,
+            f"{topic[:80]!r}... is longer than {MAX_TOPIC_CHARS} characters",
+        )
     levels = topic.split("/")
     if levels[0] != NAMESPACE or len(levels) < 3:
         return Rejection(

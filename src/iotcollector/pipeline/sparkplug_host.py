@@ -8,11 +8,13 @@ alias are named from that memory. Births are handed back as status changes
 decoded. NBIRTH/DBIRTH mark the node or device online, NDEATH (the node and all its devices)
 and DDEATH offline.
 
-The memory is bounded: at most ``max_entries`` edge nodes, devices and aliases together
-(about 175 bytes an alias). Births beyond it make the host forget the edge nodes born longest
-ago; their alias-only data is then dead-lettered as ``unknown_alias`` (a rebirth is asked for
-with IOT_SPARKPLUG_REBIRTH) and can be replayed once they are born again: nothing is lost,
-and no publisher can grow the memory without end with births of made-up edge nodes.
+The memory is bounded: at most ``max_entries`` aliases' worth (about 175 bytes each; an edge
+node counts four, a device two: their names are at most 256 characters, see
+:data:`~iotcollector.domain.sparkplug.MAX_TOPIC_CHARS`). Births beyond it make the host
+forget the edge nodes born longest ago; their alias-only data is then dead-lettered as
+``unknown_alias`` (a rebirth is asked for with IOT_SPARKPLUG_REBIRTH) and can be replayed
+once they are born again: nothing is lost, and no publisher can grow the memory without end
+with births of made-up edge nodes.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ from iotcollector.domain.sparkplug import (
 if TYPE_CHECKING:
     from datetime import datetime
 
-# Edge nodes + devices + aliases remembered: about 90 MB at most, and room for 1,000 edge
-# nodes of 500 metrics each with their devices.
+# Aliases' worth remembered: about 90 MB at most, room for 900 edge nodes of 500 metrics and
+# ten devices each.
 MAX_ENTRIES: Final = 500_000
+_NODE_ENTRIES: Final = 4
+_DEVICE_ENTRIES: Final = 2
 
 
 @dataclass(slots=True)
@@ -56,7 +60,9 @@ class _EdgeNode:
 
     @property
     def entries(self) -> int:
-        return 1 + len(self.aliases) + len(self.devices)
+        """Its memory in aliases' worth (~175 bytes): a node with its name of up to 256
+        characters costs about four, a device two."""
+        return _NODE_ENTRIES + len(self.aliases) + _DEVICE_ENTRIES * len(self.devices)
 
 
 class SparkplugHost:

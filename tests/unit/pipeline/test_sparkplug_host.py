@@ -212,7 +212,7 @@ def _birth(aliases: range) -> bytes:
 
 def test_births_of_many_edge_nodes_forget_the_oldest_beyond_the_bound() -> None:
     host = SparkplugHost(max_entries=100)
-    for n in range(50):  # a publisher inventing edge nodes: 11 entries each
+    for n in range(50):  # a publisher inventing edge nodes: 4 + 10 entries each
         host.receive(f"spBv1.0/g/NBIRTH/n{n}", _birth(range(10)), received_at=RECEIVED)
         assert host.entries <= 100
     data = encode([metric(value=2.0, alias=3, datatype=DOUBLE)])
@@ -229,7 +229,7 @@ def test_dbirths_under_one_node_count_against_the_bound() -> None:
     for d in range(20):
         topic = f"spBv1.0/g/DBIRTH/n/d{d}"
         host.receive(topic, _birth(range(d * 10, d * 10 + 10)), received_at=RECEIVED)
-    assert host.entries == 1 + 20 + 200  # the other nodes are forgotten, the newest kept whole
+    assert host.entries == 4 + 2 * 20 + 200  # the others are forgotten, the newest kept whole
     data = encode([metric(value=2.0, alias=1, datatype=DOUBLE)])
     out = host.receive("spBv1.0/g/NDATA/old", data, received_at=RECEIVED)
     assert [r.code for r in out.rejections] == ["unknown_alias"]
@@ -248,6 +248,15 @@ def test_a_rebirth_replaces_the_node_and_keeps_the_count() -> None:
     host = SparkplugHost()
     host.receive("spBv1.0/g/NBIRTH/n", _birth(range(10)), received_at=RECEIVED)
     host.receive("spBv1.0/g/DBIRTH/n/d", _birth(range(10, 15)), received_at=RECEIVED)
-    assert host.entries == 1 + 10 + 1 + 5
+    assert host.entries == 4 + 10 + 2 + 5
     host.receive("spBv1.0/g/NBIRTH/n", _birth(range(3)), received_at=RECEIVED)
-    assert host.entries == 1 + 3
+    assert host.entries == 4 + 3
+
+
+def test_a_topic_longer_than_256_characters_is_refused() -> None:
+    host = SparkplugHost()
+    topic = "spBv1.0/g/NBIRTH/" + "n" * 240
+    out = host.receive(topic, _birth(range(3)), received_at=RECEIVED)
+    assert [r.code for r in out.rejections] == ["invalid_topic"]
+    assert "longer than 256 characters" in out.rejections[0].detail
+    assert host.entries == 0
