@@ -137,17 +137,26 @@ def load_mappings(settings: Settings) -> Mappings | None:
 
 
 async def _serve(settings: Settings, mappings: Mappings | None) -> int:
-    from iotcollector.ports import PortTakenError, bind_listener  # noqa: PLC0415
     from iotcollector.service import Service  # noqa: PLC0415 - heavy imports for one command
 
-    try:
-        listener = bind_listener(settings.api_host, settings.api_port, "IOT_API_PORT")
-    except PortTakenError as exc:
-        print(f"iot-collector: {exc}", file=sys.stderr)  # noqa: T201 - one line, no traceback
+    listener = _bind_api(settings)
+    if listener is None:
         return 2
     log = _configure_logging(settings)
     with listener:
         return await Service(settings, log, mappings=mappings).run(listener)
+
+
+def _bind_api(settings: Settings) -> socket.socket | None:
+    """The API's listening socket (``up`` and ``serve``); None when its port is taken (said in
+    one line naming IOT_API_PORT)."""
+    from iotcollector.ports import PortTakenError, bind_listener  # noqa: PLC0415
+
+    try:
+        return bind_listener(settings.api_host, settings.api_port, "IOT_API_PORT")
+    except PortTakenError as exc:
+        print(f"iot-collector: {exc}", file=sys.stderr)  # noqa: T201 - one line, no traceback
+        return None
 
 
 # After the simulated devices stopped: how long the collector must have received nothing
@@ -160,7 +169,6 @@ async def _up(settings: Settings, simulate: int = 0, mappings: Mappings | None =
     devices (waiting for their acknowledgements), the collector (draining and committing what
     the broker holds for it), the broker."""
     from iotcollector.broker import EmbeddedBrokerError, stop_leftover  # noqa: PLC0415
-    from iotcollector.ports import PortTakenError, bind_listener  # noqa: PLC0415
     from iotcollector.service import Service  # noqa: PLC0415
 
     development = "api_auth" not in settings.model_fields_set and not settings.api_key_values
@@ -172,10 +180,8 @@ async def _up(settings: Settings, simulate: int = 0, mappings: Mappings | None =
             file=sys.stderr,
         )
         return 2
-    try:
-        listener = bind_listener(settings.api_host, settings.api_port, "IOT_API_PORT")
-    except PortTakenError as exc:
-        print(f"iot-collector: {exc}", file=sys.stderr)  # noqa: T201 - one line, no traceback
+    listener = _bind_api(settings)
+    if listener is None:
         return 2
     log = _configure_logging(settings)
     with listener:
