@@ -26,11 +26,11 @@ pytestmark = pytest.mark.integration
 RETAINED = b'{"device_id":"r","sensor_type":"t","value":2}'
 
 
-def _publish_retained(broker: MosquittoServer, payload: bytes) -> None:
+def _publish_retained(broker: MosquittoServer, payload: bytes, topic: str = "iot/data") -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="retained-pub")
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
-    client.publish("iot/data", payload, qos=1, retain=True).wait_for_publish(10)
+    client.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
     client.disconnect()
     client.loop_stop()
 
@@ -66,3 +66,31 @@ def test_a_retained_reading_then_three_restarts_is_one_row(
         assert scalar(postgres_url, "SELECT count(*) FROM iot_rejected") == 0
     finally:
         collector.ensure_stopped()
+
+
+def test_mqtt5_a_topic_added_on_a_resumed_session_stores_its_retained_reading(
+    broker: MosquittoServer, postgres_url: str, tmp_path: Path
+) -> None:
+    _publish_retained(broker, RETAINED, topic="iot/more")
+    before, after = (
+        Collector(
+            mqtt_url=broker.url,
+            database_url=postgres_url,
+            client_id="retained-added",
+            log_dir=tmp_path,
+            env={"IOT_MQTT_TOPICS": topics},
+        )
+        for topics in ("iot/data", "iot/data,iot/more")
+    )
+    try:
+        before.start().wait_ready()
+        assert before.stop() == 0
+        after.start().wait_ready()  # the session resumes; iot/more is a new subscription
+        publish(broker.url, [b'{"device_id":"m","sensor_type":"t","value":1}'], publishers=1)
+        assert wait_for_count(postgres_url, "iot_data", 2, timeout=30) == 2
+        assert "session resumed" in after.log()
+        assert scalar(postgres_url, "SELECT count(*) FROM iot_data WHERE device_id = 'r'") == 1
+        assert after.stop() == 0
+    finally:
+        before.ensure_stopped()
+        after.ensure_stopped()

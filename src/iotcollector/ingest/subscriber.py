@@ -15,10 +15,12 @@ never holds the loop for long. When the pipeline has too much work of its own it
 :meth:`pause_reading`.
 
 Retained messages: data and status subscriptions ask for MQTT 5 Retain Handling 1 (the
-broker sends retained messages only when the subscription is new, i.e. on a new session, not
-when a resumed session subscribes again). The same rule is applied from the RETAIN flag
-under MQTT 3.1.1, where the broker sends retained messages at every SUBSCRIBE: on a resumed
-session a message with RETAIN set is marked ``replayed`` (acknowledged, not stored).
+broker sends retained messages only when the subscription is new: on a new session, or for a
+topic filter added since, not when a resumed session subscribes again), so under MQTT 5 a
+message with RETAIN set is stored. Under MQTT 3.1.1, where the broker sends retained messages
+at every SUBSCRIBE, the rule is approximated from the RETAIN flag: on a resumed session a
+message with RETAIN set is marked ``replayed`` (acknowledged, not stored), even on a filter
+added since the session began.
 """
 
 from __future__ import annotations
@@ -122,7 +124,9 @@ class _Protocol(asyncio.Protocol):
                         incoming.packet_id,
                         self._generation,
                         incoming.size,
-                        incoming.retain and self.session_present,
+                        # MQTT 5 (Retain Handling 1): RETAIN is set only on what a new
+                        # subscription is sent (a topic or rule added), so it is new data.
+                        incoming.retain and self.session_present and version != codec.MQTT5,
                     )
                 )
         except codec.ProtocolError as exc:
