@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+import pytest
 
 from iotcollector.cli import main
 
 if TYPE_CHECKING:
-    import pytest
+    from pathlib import Path
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No IOT_* variable from the caller's environment; a fresh working directory."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("IOT_"):
+            monkeypatch.delenv(name)
+    return tmp_path
 
 
 def test_no_command_prints_the_short_help_with_up_first(capsys: pytest.CaptureFixture[str]) -> None:
@@ -22,13 +33,10 @@ def test_no_command_prints_the_short_help_with_up_first(capsys: pytest.CaptureFi
     assert {"serve", "simulate", "backup", "restore", "migrate"} <= set(commands)
 
 
+@pytest.mark.usefixtures("clean_env")
 def test_a_misspelt_variable_is_warned_about(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str], capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("IOT_"):
-            monkeypatch.delenv(name)
     monkeypatch.setenv("IOT_API_PROT", "3001")
     monkeypatch.setenv("IOT_DATABASE_URL", "sqlite:///:memory:")
     assert main(["migrate"]) == 2
@@ -41,14 +49,10 @@ def test_a_misspelt_variable_is_warned_about(
 
 
 def test_up_without_keys_refuses_an_api_host_other_machines_reach(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str], capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("IOT_"):
-            monkeypatch.delenv(name)
     monkeypatch.setenv("IOT_API_HOST", "0.0.0.0")  # refused before anything binds
     assert main(["up"]) == 2
     err = capsys.readouterr().err
     assert "IOT_API_HOST=0.0.0.0 serves /api/* to other machines: set IOT_API_KEYS" in err
-    assert not (Path(tmp_path) / "data").exists()  # no broker, no database started
+    assert not (clean_env / "data").exists()  # no broker, no database started
