@@ -19,7 +19,7 @@ from iotcollector.api.context import ApiContext
 from iotcollector.api.server import HttpLimits, bounded_protocol
 from iotcollector.backoff import Backoff
 from iotcollector.config import ApiAuth
-from iotcollector.domain.mapping import overlapping_filters
+from iotcollector.domain.mapping import PayloadKind, overlapping_filters
 from iotcollector.errors import MqttRefusedError, PermanentStorageError, StorageError
 from iotcollector.ingest import codec
 from iotcollector.ingest.subscriber import Delivery, MqttSubscriber
@@ -309,6 +309,7 @@ class Service:
             self._stop.set()
             return
         self._warn_overlaps()
+        self._warn_sparkplug_shared()
         await self._remember_births()
         background = [
             asyncio.create_task(self._ping_loop(), name="db-ping"),
@@ -380,6 +381,20 @@ class Service:
                 "apart",
                 first,
                 second,
+            )
+
+    def _warn_sparkplug_shared(self) -> None:
+        """Sparkplug B aliases live in each collector's memory: under a shared subscription
+        an edge node's birth reaches one replica and its data the others."""
+        rules = self._mappings.rules if self._mappings is not None else ()
+        if self._settings.mqtt_shared_group and any(
+            rule.payload is PayloadKind.SPARKPLUG_B for rule in rules
+        ):
+            self._log.warning(
+                "IOT_MQTT_SHARED_GROUP with a Sparkplug B rule: each replica knows only the "
+                "births it received, so alias-only data reaching another replica is "
+                "dead-lettered unknown_alias; have one collector, outside the shared group, "
+                "read the spBv1.0 topics"
             )
 
     async def _remember_births(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,7 @@ import pytest
 
 from iotcollector.cli import load_mappings, main
 from iotcollector.config import Settings
+from iotcollector.service import Service
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -76,3 +78,24 @@ def test_a_bad_file_exits_2_naming_rule_and_field(
 def test_a_missing_file_exits_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("IOT_MAPPINGS_FILE", str(tmp_path / "absent.yaml"))
     assert main(["serve"]) == 2
+
+
+@pytest.mark.parametrize(("group", "warned"), [("g", True), (None, False)])
+def test_sparkplug_rule_under_a_shared_group_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    group: str | None,
+    warned: bool,
+) -> None:
+    (tmp_path / "rules.yaml").write_text(GOOD)
+    monkeypatch.setenv("IOT_MAPPINGS_FILE", str(tmp_path / "rules.yaml"))
+    monkeypatch.setenv("IOT_DATABASE_URL", f"sqlite:///{tmp_path}/iot.db")
+    if group is not None:
+        monkeypatch.setenv("IOT_MQTT_SHARED_GROUP", group)
+    settings = Settings()
+    service = Service(settings, logging.getLogger("test.service"), mappings=load_mappings(settings))
+    with caplog.at_level(logging.WARNING):
+        service._warn_sparkplug_shared()
+    said = [r.getMessage() for r in caplog.records if "Sparkplug B rule" in r.getMessage()]
+    assert bool(said) is warned
