@@ -187,8 +187,9 @@ class SparkplugHost:
         out.statuses.append(StatusChange(topic.device_id, "offline", at))
         node = self._nodes.get(topic.node_key)
         if topic.device is not None:
-            if node is not None:
+            if node is not None and topic.device in node.devices:
                 node.devices.discard(topic.device)
+                self._entries -= _DEVICE_ENTRIES
             return
         if node is not None:
             for device in sorted(node.devices):

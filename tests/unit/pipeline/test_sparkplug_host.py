@@ -260,3 +260,15 @@ def test_a_topic_longer_than_256_characters_is_refused() -> None:
     assert [r.code for r in out.rejections] == ["invalid_topic"]
     assert "longer than 256 characters" in out.rejections[0].detail
     assert host.entries == 0
+
+
+def test_device_deaths_give_their_entries_back() -> None:
+    host = SparkplugHost(max_entries=100)
+    host.receive("spBv1.0/g/NBIRTH/other", _birth(range(3)), received_at=RECEIVED)
+    host.receive("spBv1.0/g/NBIRTH/n", _birth(range(3)), received_at=RECEIVED)
+    for _ in range(200):  # a device that comes and goes
+        host.receive("spBv1.0/g/DBIRTH/n/d", _birth(range(10, 12)), received_at=RECEIVED)
+        host.receive("spBv1.0/g/DDEATH/n/d", b"", received_at=RECEIVED)
+    assert host.entries == (4 + 3) + (4 + 5)  # the device's aliases stay with its node
+    data = encode([metric(value=2.0, alias=1, datatype=DOUBLE)])
+    assert host.receive("spBv1.0/g/NDATA/other", data, received_at=RECEIVED).rejections == []
