@@ -19,6 +19,8 @@ from deploy_helpers import (
     unknown_env_names,
 )
 
+from iotcollector.domain.mapping import compile_mappings
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -524,6 +526,10 @@ def test_chart_has_a_values_schema_covering_every_top_level_key() -> None:
         "logFormat=xml",
         "backup.destination=ftp",
         "replicaCout=3",
+        "mappings=tele/+/SENSOR",
+        "mappings[0].payload=value",
+        "sparkplug.rebirth=yes",
+        "sparkplug.rebrith=true",
     ],
 )
 def test_schema_refuses_bad_values(helm: str, bad: str) -> None:
@@ -554,3 +560,54 @@ def test_helm_test_checks_readiness_through_the_service(
         port = service["spec"]["ports"][0]["port"]
         script = pod["spec"]["containers"][0]["args"][0]
         assert f"http://{service['metadata']['name']}:{port}/readyz" in script
+
+
+def _mappings_file(pod: dict[str, Any]) -> tuple[str, str]:
+    """(IOT_MAPPINGS_FILE, name of the ConfigMap mounted at its directory), read-only."""
+    (container,) = pod["containers"]
+    path = _env(container)["IOT_MAPPINGS_FILE"]["value"]
+    directory, _, _ = path.rpartition("/")
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == directory]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    return path.rpartition("/")[2], volume["configMap"]["name"]
+
+
+def test_mapping_rules_reach_the_collector_as_a_read_only_file(
+    manifests: dict[str, list[Manifest]],
+) -> None:
+    docs = manifests["ci-mappings"]
+    sts = _collector(docs)
+    pod = sts["spec"]["template"]["spec"]
+    key, config_map = _mappings_file(pod)
+    (rules,) = _find(docs, "ConfigMap", config_map)
+    document = load_yaml_all(rules["data"][key])[0]
+    assert document == {"mappings": load_yaml(CHART / "ci/mappings-values.yaml")["mappings"]}
+    assert len(compile_mappings(document).rules) == len(document["mappings"])
+    assert _env(pod["containers"][0])["IOT_SPARKPLUG_REBIRTH"]["value"] == "true"
+    assert "checksum/mappings" in sts["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_no_mapping_rules_by_default(manifests: dict[str, list[Manifest]]) -> None:
+    for values in ("default", "local", "aws"):
+        docs = manifests[values]
+        pod = _collector(docs)["spec"]["template"]["spec"]
+        env = _env(pod["containers"][0])
+        assert "IOT_MAPPINGS_FILE" not in env
+        assert env["IOT_SPARKPLUG_REBIRTH"]["value"] == "false"
+        assert not _find(docs, "ConfigMap", "-mappings")
+
+
+def test_changed_mapping_rules_roll_the_collector_pods(helm: str, tmp_path: Path) -> None:
+    """Rules are read at start: another rule must change the pod template (checksum)."""
+    rules = load_yaml(CHART / "ci/mappings-values.yaml")
+    rules["mappings"][0]["timestamp"] = "$.Uptime"
+    changed = tmp_path / "changed-values.yaml"
+    changed.write_text(json.dumps(rules), encoding="utf-8")
+
+    def checksum(values: Path) -> str:
+        docs = load_yaml_all(check([helm, "template", "iot", str(CHART), "-f", str(values)]))
+        annotations = _collector(docs)["spec"]["template"]["metadata"]["annotations"]
+        return str(annotations["checksum/mappings"])
+
+    assert checksum(CHART / "ci/mappings-values.yaml") != checksum(changed)
