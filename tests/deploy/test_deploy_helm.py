@@ -611,3 +611,23 @@ def test_changed_mapping_rules_roll_the_collector_pods(helm: str, tmp_path: Path
         return str(annotations["checksum/mappings"])
 
     assert checksum(CHART / "ci/mappings-values.yaml") != checksum(changed)
+
+
+@pytest.mark.parametrize(
+    ("scale", "renders"),
+    [
+        (["--set", "replicaCount=1"], True),
+        (["--set", "replicaCount=3"], False),
+        (["--set", "replicaCount=1", "--set", "autoscaling.enabled=true"], False),
+    ],
+)
+def test_a_sparkplug_rule_needs_a_single_collector(
+    helm: str, scale: list[str], *, renders: bool
+) -> None:
+    """Alias memory is per replica: under one shared subscription, births and data split."""
+    rule = ["--set", "mappings[0].topic=spBv1.0/#", "--set", "mappings[0].payload=sparkplug_b"]
+    result = run([helm, "template", "t", str(CHART), *rule, *scale])
+    assert (result.returncode == 0) is renders, result.stderr
+    if not renders:
+        assert "Sparkplug B rule" in result.stderr
+        assert "replicaCount: 1" in result.stderr
