@@ -10,16 +10,19 @@ at once; no lock at all when there is nothing to create):
 - on demand: a reading whose partition does not exist (late or back-filled data, any accepted
   timestamp back to 2000) fails its batch with "no partition of relation … found for row";
   the writer creates the partitions for the batch's timestamps and writes the batch again.
-  No reading is refused for want of a partition.
+  No reading is refused for want of a partition. Only the recent window (the 7 intervals
+  before the current one, and later) gets a partition per interval; an older moment gets a
+  ``…_coarse`` partition filling the gaps of its UTC year (migration 0006), so that no message
+  makes more than a few dozen partitions per table.
 
 Retention drops whole partitions: every partition whose upper bound is at or before the
 horizon (rounded down to the hour) is detached ``CONCURRENTLY`` (the collectors' writes and
 the API's reads go on) and dropped. A partition straddling the horizon is kept whole until
 its upper bound passes it, so readings live up to one interval longer than
-``IOT_RETENTION_DAYS``. The exception is the ``…_legacy`` partitions an upgrade made from the
-unpartitioned table, which span many intervals: their rows older than the horizon are deleted
-in batches as before. Rollup rows go with their readings, so the rollups and the raw rows
-always cover the same time.
+``IOT_RETENTION_DAYS``. The exception is the partitions spanning many intervals, the
+``…_legacy`` ones an upgrade made from the unpartitioned table and the ``…_coarse`` ones of old
+readings: their rows older than the horizon are deleted in batches. Rollup rows go with their
+readings, so the rollups and the raw rows always cover the same time.
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ AHEAD = 2
 LOCK_KEY = 29677418446942836
 PARENTS = ("iot_data", "iot_rollup_1h", "iot_rollup_1m")
 HOUR = timedelta(hours=1)
-_LEGACY_SUFFIX = "_legacy"
+# Partitions spanning many intervals: straddling the horizon, their old rows are deleted.
+_WIDE = re.compile(r"_legacy$|_coarse(_[0-9a-f]{6})?$")
 # PostgreSQL's message for a row no partition accepts (SQLSTATE 23514, check_violation).
 _MISSING = re.compile(r"^no partition of relation \"?iot_(data|rollup_1m|rollup_1h)\"? found")
 _DETACHED = "iot-collector: detached by retention, to be dropped"
@@ -75,8 +79,9 @@ class Partition:
     detach_pending: bool
 
     @property
-    def legacy(self) -> bool:
-        return self.name.endswith(_LEGACY_SUFFIX)
+    def wide(self) -> bool:
+        """An upgrade's ``…_legacy`` or an old reading's ``…_coarse`` partition."""
+        return _WIDE.search(self.name) is not None
 
 
 @dataclass(slots=True)
@@ -153,7 +158,7 @@ async def drop_before(
                 if part.parent == "iot_data":
                     result.rows_deleted["iot_data"] += await _rows_in(conn, part)
                 await _drop(conn, part.name, result)
-            elif part.legacy and part.lower < horizon:
+            elif part.wide and part.lower < horizon:
                 column = '"timestamp"' if part.parent == "iot_data" else "bucket"
                 deleted = await _delete_rows(
                     conn, part.name, column, horizon, batch_size=batch_size, pause_s=pause_s

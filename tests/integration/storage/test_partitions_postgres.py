@@ -4,6 +4,7 @@ dropped by retention, and the upgrade of an unpartitioned database that holds re
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,8 @@ pytestmark = pytest.mark.integration
 
 DAY = timedelta(days=1)
 PARENTS = ("iot_data", "iot_rollup_1m", "iot_rollup_1h")
+# Intervals before the current one that get a partition each (migration 0006).
+RECENT = 7
 
 
 def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -79,9 +82,11 @@ async def test_readings_of_any_accepted_date_are_stored_once(
         'ORDER BY "timestamp"',
     )
     assert [t for t, _ in rows] == sorted(moments)
-    # Each in the partition of its own day.
+    # The recent ones in the partition of their own day, older ones in their year's coarse one.
+    recent_start = align_down(now, DAY) - RECENT * DAY
     assert [name for _, name in rows] == [
-        f"iot_data_p{t.strftime('%Y%m%d')}" for t in sorted(moments)
+        f"iot_data_p{t:%Y%m%d}" if t >= recent_start else f"iot_data_p{t.year}0101_0000_coarse"
+        for t in sorted(moments)
     ]
     assert query(postgres_url, "SELECT count(*) FROM iot_rejected") == [(0,)]
     # The rollups counted each reading once.
@@ -106,7 +111,8 @@ async def test_several_writers_create_the_same_partitions_at_once(postgres_url: 
             *(s.write_batch(b, []) for s, b in zip(stores, batches, strict=True))
         )
         assert [r.stored for r in results] == [len(b) for b in batches]
-        assert len(partitions(postgres_url, "iot_data")) == AHEAD + 1 + 3
+        # The three days of 2010 share one coarse partition (per table), made once.
+        assert len(partitions(postgres_url, "iot_data")) == AHEAD + 1 + 1
     finally:
         for store in stores:
             await store.close()
@@ -160,6 +166,127 @@ async def test_retention_drops_whole_old_partitions_and_keeps_the_rest(
         await purger.close()
 
 
+async def test_one_batch_of_readings_on_5000_days_makes_few_partitions(
+    postgres_url: str, storage: PostgresStorage
+) -> None:
+    now = datetime.now(UTC)
+    first = datetime(2000, 1, 1, tzinfo=UTC)
+    rng = random.Random(6)
+    today = (now - first).days
+    # Any 4,992 older days, and the 8 recent ones (the recent window and today).
+    days = [
+        *rng.sample(range(today - RECENT), 5000 - RECENT - 1),
+        *range(today - RECENT, today + 1),
+    ]
+    moments = sorted(
+        min(first + d * DAY + timedelta(seconds=rng.randrange(86_400)), now) for d in days
+    )
+    assert len(moments) == len(set(moments)) == 5000
+    readings = [
+        Reading(f"dev-{i % 3}", "temperature", rng.uniform(-40, 40), "C", t)
+        for i, t in enumerate(moments)
+    ]
+    result = await storage.write_batch(readings, [])
+    assert (result.stored, result.duplicates) == (5000, 0)
+    years = now.year - 2000 + 1
+    recent_start = align_down(now, DAY) - RECENT * DAY
+    for parent in PARENTS:
+        made = partitions(postgres_url, parent)
+        # One coarse partition per year, one per recent day, the ones made ahead.
+        assert len(made) <= years + RECENT + 1 + AHEAD
+        assert all(hi - lo == DAY for lo, hi in made if hi > recent_start)
+        # Contiguous: every moment from 2000 on has exactly one partition.
+        assert made[0][0] == first
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(made))
+    assert query(postgres_url, 'SELECT count(*), count(DISTINCT "timestamp") FROM iot_data') == [
+        (5000, 5000)
+    ]
+    again = await storage.write_batch(readings, [])
+    assert (again.stored, again.duplicates) == (0, 5000)
+    assert query(postgres_url, "SELECT count(*) FROM iot_data") == [(5000,)]
+    # The rollups are the raw aggregation of these readings, bucket by bucket.
+    for table, width in (("iot_rollup_1m", "1 minute"), ("iot_rollup_1h", "1 hour")):
+        rollup = query(
+            postgres_url,
+            f"SELECT device_id, bucket, count, sum, min, max FROM {table} ORDER BY 1, 2",
+        )
+        raw = query(
+            postgres_url,
+            f"SELECT device_id, date_bin('{width}', \"timestamp\", TIMESTAMPTZ '1970-01-01Z'), "
+            "count(*), sum(value), min(value), max(value) FROM iot_data "
+            "GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        assert rollup == raw
+    buckets = await storage.aggregate(
+        sensor_type="temperature",
+        device_id=None,
+        start=datetime(2003, 1, 1, tzinfo=UTC),
+        end=datetime(2003, 2, 1, tzinfo=UTC),
+        bucket=timedelta(hours=1),
+    )
+    expected = [
+        (r.timestamp.replace(minute=0, second=0), r.value)
+        for r in readings
+        if datetime(2003, 1, 1, tzinfo=UTC) <= r.timestamp < datetime(2003, 2, 1, tzinfo=UTC)
+    ]
+    assert expected
+    assert [(b.start, b.count, b.min, b.max) for b in buckets] == [
+        (start, 1, value, value) for start, value in expected
+    ]
+
+    # Retention: coarse partitions wholly older than the horizon are dropped, the one
+    # straddling it loses its older rows in batches, with their rollups.
+    cutoff = datetime(2010, 6, 15, 12, 34, tzinfo=UTC)
+    horizon = align_down(cutoff, timedelta(hours=1))
+    purger = PostgresPurger(postgres_url, batch_size=100, pause_s=0)
+    try:
+        purged = await purger.purge(cutoff)
+    finally:
+        await purger.close()
+    older = sum(1 for r in readings if r.timestamp < horizon)
+    assert purged.deleted["iot_data"] == older
+    assert len(purged.partitions_dropped) == 3 * 10  # 2000-2009, three tables
+    for parent in PARENTS:
+        assert partitions(postgres_url, parent)[0] == (
+            datetime(2010, 1, 1, tzinfo=UTC),
+            datetime(2011, 1, 1, tzinfo=UTC),
+        )
+    assert query(
+        postgres_url, 'SELECT count(*), min("timestamp") >= %s FROM iot_data', (horizon,)
+    ) == [(5000 - older, True)]
+    for table in ("iot_rollup_1m", "iot_rollup_1h"):
+        assert query(
+            postgres_url, f"SELECT sum(count), min(bucket) >= %s FROM {table}", (horizon,)
+        ) == [(5000 - older, True)]
+
+
+async def test_coarse_partitions_hold_whole_intervals_across_a_year_end(
+    postgres_url: str,
+) -> None:
+    # 5-hour intervals do not divide a year: the coarse partitions end on interval bounds.
+    store = PostgresStorage(postgres_url, partition_interval=timedelta(hours=5))
+    await store.open()
+    try:
+        await store.migrate()
+        new_year = datetime(2005, 1, 1, tzinfo=UTC)
+        readings = [
+            Reading("dev-1", "t", float(h), "", new_year + timedelta(hours=h))
+            for h in range(-12, 12)
+        ]
+        result = await store.write_batch(readings, [])
+        assert result.stored == len(readings)
+        for parent in PARENTS:
+            old = [(lo, hi) for lo, hi in partitions(postgres_url, parent) if lo.year < 2006]
+            assert len(old) == 2
+            assert all(
+                (b - datetime(1970, 1, 1, tzinfo=UTC)) % timedelta(hours=5) == timedelta(0)
+                for p in old
+                for b in p
+            )
+    finally:
+        await store.close()
+
+
 def _apply_unpartitioned_schema(url: str) -> None:
     """The migrations before 0005: an installation of the unpartitioned schema."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -203,7 +330,7 @@ async def test_upgrade_from_the_unpartitioned_table_keeps_every_row(postgres_url
     store = PostgresStorage(postgres_url)
     await store.open()
     try:
-        assert await store.migrate() == ["0005"]
+        assert await store.migrate() == ["0005", "0006"]
         assert query(postgres_url, f"{table} ORDER BY id") == before
         assert query(
             postgres_url, "SELECT name FROM iot_partitions WHERE name LIKE '%%legacy' ORDER BY 1"
