@@ -6,7 +6,7 @@ import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from iotcollector.api.context import ApiContext
     from iotcollector.metrics import Metrics
 
-__all__ = ["HttpMetricsMiddleware", "Readiness", "create_app", "error_body"]
+__all__ = ["BodyLimitMiddleware", "HttpMetricsMiddleware", "Readiness", "create_app", "error_body"]
 
 
 class Readiness(Protocol):
@@ -81,6 +81,40 @@ class HttpMetricsMiddleware:
             self._metrics.http_request_duration.labels(route=template).observe(
                 time.perf_counter() - started
             )
+
+
+# The body any route but POST /api/data (which reads its own, up to IOT_MAX_BODY_BYTES) may
+# send: FastAPI reads a route's declared body whole before its dependencies, the API key
+# check among them, so without this anyone could make POST /api/rejected/replay hold gigabytes.
+MAX_OTHER_BODY_BYTES = 64 * 1024
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over :data:`MAX_OTHER_BODY_BYTES`, as soon as it is known to be
+    (its Content-Length, or the bytes received): nothing beyond is read."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (scope["method"], scope["path"]) == ("POST", "/api/data"):
+            await self._app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        size = int(declared) if declared.isdigit() else 0
+
+        async def limited() -> Message:
+            nonlocal size
+            if size > MAX_OTHER_BODY_BYTES:
+                raise HTTPException(
+                    413, f"the body is larger than the limit of {MAX_OTHER_BODY_BYTES:,} bytes"
+                )
+            message = await receive()
+            if message["type"] == "http.request" and not declared.isdigit():
+                size += len(message.get("body", b""))
+            return message
+
+        await self._app(scope, limited, send)
 
 
 _DESCRIPTION = """IoT sensor readings collected over MQTT and HTTP, stored without loss.
@@ -163,6 +197,7 @@ def create_app(*, readiness: Readiness, metrics: Metrics, api: ApiContext | None
     # The page at / needs no key: it asks for one and sends it with each /api request.
     app.include_router(dashboard_router(assets, page=api is not None))
 
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     app.add_middleware(SecurityHeadersMiddleware)  # outermost: error answers get them too
     return app
@@ -221,11 +256,16 @@ def _allowed_methods(app: FastAPI, scope: Scope) -> str:
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    code = _CODES.get(exc.status_code) or (
+        HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    )
     headers = exc.headers
     if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
         headers = {**(headers or {}), "Allow": _allowed_methods(request.app, request.scope)}
     return json_response(error_body(code, str(exc.detail)), exc.status_code, headers=headers)
+
+
+_CODES = {413: "payload_too_large"}  # as POST /api/data says it (the phrase varies by Python)
 
 
 def _add_error_handlers(app: FastAPI, logger: logging.Logger | None) -> None:

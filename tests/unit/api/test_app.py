@@ -28,7 +28,7 @@ from iotcollector.storage.base import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
 
     from iotcollector.domain.reading import Reading
     from iotcollector.storage.base import Position, ReadingFilter
@@ -395,3 +395,21 @@ async def test_rejected_limit_and_cursor_with_small_payloads() -> None:
         rest = (await client.get("/api/rejected", params=params)).json()
     assert [d["id"] for d in rest["data"]] == list(range(20, 0, -1))
     assert rest["next_cursor"] is None
+
+
+async def test_bodies_of_other_routes_are_bounded_before_the_key_check() -> None:
+    big = b'{"reason": "' + b"x" * (100 * 1024) + b'"}'
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(big), 8192):
+            yield big[start : start + 8192]
+
+    async with _client(keys=(KEY,)) as client:
+        declared = await client.post("/api/rejected/replay", content=big)
+        _error(declared, 413, "payload_too_large")
+        streamed = await client.post(
+            "/api/rejected/replay", content=chunks(), headers={"content-type": "application/json"}
+        )
+        _error(streamed, 413, "payload_too_large")
+        small = await client.post("/api/rejected/replay", json={"dry_run": True})
+        _error(small, 401, "unauthorized")  # a small body still meets the key check
