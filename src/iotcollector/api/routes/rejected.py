@@ -149,6 +149,12 @@ def rejected_router(ctx: ApiContext) -> APIRouter:
                 "The body is not valid JSON.",
                 bad_body=error_example("bad_request", "There was an error parsing the body"),
             ),
+            413: error_response(
+                "The body is larger than 64 KiB.",
+                too_large=error_example(
+                    "payload_too_large", "the body is larger than the limit of 65,536 bytes"
+                ),
+            ),
             409: error_response(
                 "Another replay is running.",
                 busy=error_example("conflict", "another replay is running"),
