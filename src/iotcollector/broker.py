@@ -270,6 +270,12 @@ async def stop_leftover(
     pid = _read_pid(data_dir / "mosquitto.pid")
     if pid is None or not _is_our_mosquitto(pid, config):
         return
+    owner = _running_up(pid)
+    if owner is not None:
+        raise EmbeddedBrokerError(
+            f"another `iot-collector up` (pid {owner}) is running on {data_dir}: stop it "
+            f"first, or start this one in another directory"
+        )
     logger.warning("stopping the Mosquitto (pid %d) that a previous `up` left running", pid)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
@@ -315,6 +321,19 @@ def _read_pid(path: Path) -> int | None:
         return int(path.read_text(encoding="ascii").strip())
     except (OSError, ValueError):
         return None
+
+
+def _running_up(pid: int) -> int | None:
+    """The pid of the ``iot-collector up`` whose child Mosquitto ``pid`` is, if it still runs
+    (then the broker is in use, not left over)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        argv = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
+    except (OSError, IndexError, ValueError):
+        return None
+    ours = any(arg.endswith((b"iot-collector", b"iotcollector")) for arg in argv)
+    return parent if ours and b"up" in argv else None
 
 
 def _is_our_mosquitto(pid: int, config_file: Path) -> bool:

@@ -187,10 +187,10 @@ async def _up(settings: Settings, simulate: int = 0, mappings: Mappings | None =
     with listener:
         broker = None
         if "mqtt_url" not in settings.model_fields_set:
-            await stop_leftover(DATA_DIR, log)
             try:
+                await stop_leftover(DATA_DIR, log)
                 broker = _embedded_broker(settings, log)
-            except ConfigError as exc:
+            except (ConfigError, EmbeddedBrokerError) as exc:
                 print(f"iot-collector: {exc}", file=sys.stderr)  # noqa: T201
                 return 2
             try:

@@ -288,6 +288,23 @@ def test_up_stops_a_mosquitto_left_running_on_its_data(tmp_path: Path, ups: list
 
 
 @needs_mosquitto
+def test_a_second_up_on_the_same_data_leaves_the_running_one_alone(
+    tmp_path: Path, ups: list[Up]
+) -> None:
+    first = _up(ups, tmp_path, IOT_EMBEDDED_MQTT="mosquitto")
+    first.wait_ready()
+    assert first.proc is not None
+    [broker] = psutil.Process(first.proc.pid).children()
+    second = _up(ups, tmp_path, IOT_EMBEDDED_MQTT="mosquitto")
+    assert second.proc is not None
+    assert second.proc.wait(timeout=30) == 2
+    assert f"another `iot-collector up` (pid {first.proc.pid}) is running on" in first.text()
+    assert broker.is_running()
+    assert "stopping the Mosquitto" not in first.text()
+    assert first.sigint() == 0
+
+
+@needs_mosquitto
 def test_up_mosquitto_accepts_mqtt_5_clients(tmp_path: Path, ups: list[Up]) -> None:
     port = free_port()
     up = _up(ups, tmp_path, IOT_EMBEDDED_MQTT_PORT=str(port))
