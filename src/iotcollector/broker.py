@@ -143,6 +143,11 @@ class AmqttBroker:
             self._broker = None
 
 
+# The largest MQTT packet `up`'s Mosquitto accepts unless IOT_MAX_PAYLOAD_BYTES asks for more
+# (as deploy/mosquitto/mosquitto.conf).
+MAX_PACKET_BYTES: Final = 1024 * 1024
+
+
 _CONFIG: Final = """\
 # Written by `iot-collector up` at every start: edits are lost.
 listener {port} {host}
@@ -156,6 +161,10 @@ autosave_interval {autosave}
 max_queued_messages 0
 max_queued_bytes 0
 max_inflight_messages 0
+# The collector reads a packet whole before it keeps only a prefix of an oversize payload:
+# bound what one publish may cost it (messages between IOT_MAX_PAYLOAD_BYTES and this are
+# dead-lettered as too_large; larger ones the broker refuses to their publisher).
+max_packet_size {max_packet}
 pid_file {data}/mosquitto.pid
 log_dest stderr
 log_type error
@@ -175,9 +184,11 @@ class MosquittoBroker:
         data_dir: Path,
         logger: logging.Logger,
         *,
+        max_packet_bytes: int = MAX_PACKET_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.binary = binary
+        self.max_packet_bytes = max_packet_bytes
         self.host = host
         self.port = port
         self.data_dir = data_dir.resolve()
@@ -211,6 +222,7 @@ class MosquittoBroker:
             port=self.port,
             data=self.data_dir,
             autosave=AUTOSAVE_INTERVAL_S,
+            max_packet=self.max_packet_bytes,
             # As root, Mosquitto would switch to the user "mosquitto", who cannot write here.
             user="user root\n" if os.geteuid() == 0 else "",
         )

@@ -226,6 +226,7 @@ def _loopback(host: str) -> bool:
 def _embedded_broker(settings: Settings, log: logging.Logger) -> EmbeddedBroker:
     """Mosquitto when installed (or asked for), else amqtt, on the sticky or given port."""
     from iotcollector.broker import (  # noqa: PLC0415
+        MAX_PACKET_BYTES,
         SBIN_DIRS,
         AmqttBroker,
         MosquittoBroker,
@@ -254,7 +255,11 @@ def _embedded_broker(settings: Settings, log: logging.Logger) -> EmbeddedBroker:
             log.warning("%s", note)
     if binary is None:
         return AmqttBroker(host, port)
-    return MosquittoBroker(binary, host, port, DATA_DIR, log.getChild("mosquitto"))
+    # Room for the topic and headers around the largest payload a dead letter may hold.
+    max_packet = max(MAX_PACKET_BYTES, settings.max_payload_bytes + 64 * 1024)
+    return MosquittoBroker(
+        binary, host, port, DATA_DIR, log.getChild("mosquitto"), max_packet_bytes=max_packet
+    )
 
 
 async def _run_in_order(

@@ -54,6 +54,7 @@ def test_mosquitto_config_is_local_persistent_and_unlimited(tmp_path: Path) -> N
     assert f"persistence_location {tmp_path.resolve()}/" in lines
     assert {"persistence true", "autosave_interval 1"} <= lines
     assert {"max_queued_messages 0", "max_queued_bytes 0"} <= lines
+    assert "max_packet_size 1048576" in lines  # one publish cannot cost the collector more
     assert ("user root" in lines) == (os.geteuid() == 0)
     assert not [line for line in lines if line.startswith("protocol")]  # 5, 3.1.1 and 3.1
     assert broker.protocol == "5"
