@@ -28,6 +28,7 @@ from iotcollector.metrics import BrokerStats, Metrics
 from iotcollector.pipeline.mapped import MappedTopics
 from iotcollector.pipeline.pipeline import BatchLimits, Pipeline
 from iotcollector.pipeline.replay import ParseSettings, Replayer
+from iotcollector.pipeline.sparkplug_host import restore_births
 from iotcollector.redact import redact_url
 from iotcollector.storage.factory import open_storage
 from iotcollector.storage.migrations import SchemaTooNewError
@@ -402,19 +403,20 @@ class Service:
         the database has just answered; a failure leaves alias-only data to dead-letter)."""
         if self._mapped is None:
             return
+        host = self._mapped.sparkplug
         try:
-            births = await self._storage.load_births()
+            read = await restore_births(host, self._storage)
         except StorageError as exc:
             self._log.warning(
                 "Sparkplug B births not loaded (%s): aliases unknown until rebirth", exc
             )
             return
-        for birth in births:
-            self._mapped.sparkplug.remember(
-                birth.topic, birth.payload, received_at=birth.received_at
+        if read:
+            self._log.info(
+                "Sparkplug B: %d birth certificates read, %d aliases' worth remembered",
+                read,
+                host.entries,
             )
-        if births:
-            self._log.info("Sparkplug B: %d birth certificates remembered", len(births))
 
     async def _replay(self, where: DeadLetterFilter, *, dry_run: bool) -> dict[str, object]:
         """``POST /api/rejected/replay``: the same replay as the CLI, through the pipeline."""

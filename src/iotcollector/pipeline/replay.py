@@ -23,6 +23,7 @@ from iotcollector.domain.presence import parse_status
 from iotcollector.domain.reading import Reading, Rejection
 from iotcollector.domain.topics import keep_topic_device
 from iotcollector.pipeline.mapped import MappedTopics
+from iotcollector.pipeline.sparkplug_host import restore_births
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -49,7 +50,7 @@ class DeadLetters(Protocol):
 
     async def mark_replayed(self, ids: Sequence[int], at: datetime) -> int: ...
 
-    async def load_births(self) -> list[StoredBirth]: ...
+    async def load_births(self, *, before: StoredBirth | None, limit: int) -> list[StoredBirth]: ...
 
 
 @dataclass(slots=True)
@@ -169,8 +170,7 @@ class Replayer:
             max_future_skew_s=p.max_future_skew_s,
             max_readings=p.max_readings,
         )
-        for birth in await self._store.load_births():
-            mapped.sparkplug.remember(birth.topic, birth.payload, received_at=birth.received_at)
+        await restore_births(mapped.sparkplug, self._store)
         return mapped
 
     def _parse(

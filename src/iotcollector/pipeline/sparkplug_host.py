@@ -4,9 +4,9 @@ NBIRTH starts an edge node's session afresh (its aliases and devices are forgott
 defined by the NBIRTH and the DBIRTHs that follow); NDATA/DDATA metrics that carry only an
 alias are named from that memory. Births are handed back as status changes
 (:class:`~iotcollector.domain.reading.SparkplugBirth`) and stored with their batch;
-:meth:`SparkplugHost.remember` reloads them after a restart, so alias-only data is still
-decoded. NBIRTH/DBIRTH mark the node or device online, NDEATH (the node and all its devices)
-and DDEATH offline.
+:func:`restore_births` reloads them after a restart (and for a replay), so alias-only data
+is still decoded. NBIRTH/DBIRTH mark the node or device online, NDEATH (the node and all its
+devices) and DDEATH offline.
 
 The memory is bounded: at most ``max_entries`` aliases' worth (about 175 bytes each; an edge
 node counts four, a device two: their names are at most 256 characters, see
@@ -14,13 +14,15 @@ node counts four, a device two: their names are at most 256 characters, see
 forget the edge nodes born longest ago; their alias-only data is then dead-lettered as
 ``unknown_alias`` (a rebirth is asked for with IOT_SPARKPLUG_REBIRTH) and can be replayed
 once they are born again: nothing is lost, and no publisher can grow the memory without end
-with births of made-up edge nodes.
+with births of made-up edge nodes. Restoring reads the kept births newest first, in pages,
+and stops at the same bound: start-up memory does not depend on how many births are kept.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from iotcollector.domain.reading import Reading, Rejection, SparkplugBirth, StatusChange
 from iotcollector.domain.sparkplug import (
@@ -36,11 +38,15 @@ from iotcollector.domain.sparkplug import (
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from iotcollector.storage.base import StoredBirth
+
 # Aliases' worth remembered: about 90 MB at most, room for 900 edge nodes of 500 metrics and
 # ten devices each.
 MAX_ENTRIES: Final = 500_000
 _NODE_ENTRIES: Final = 4
 _DEVICE_ENTRIES: Final = 2
+# Kept births read at a time when restoring: each at most IOT_MAX_PAYLOAD_BYTES.
+_RESTORE_PAGE: Final = 64
 
 
 @dataclass(slots=True)
@@ -78,7 +84,7 @@ class SparkplugHost:
         self._skew = max_future_skew_s
         self._max_metrics = max_metrics
         self._max_entries = max_entries
-        self._nodes: dict[str, _EdgeNode] = {}  # oldest birth first
+        self._nodes: OrderedDict[str, _EdgeNode] = OrderedDict()  # oldest birth first
         self._entries = 0
 
     @property
@@ -142,22 +148,39 @@ class SparkplugHost:
         return out
 
     def remember(self, topic: str, payload: bytes, *, received_at: datetime) -> bool:
-        """Reload a persisted birth's aliases (no readings, no status); False if unusable."""
+        """Reload a kept birth's aliases (no readings, no status), as born before every node
+        remembered: kept births are fed newest first, each node's NBIRTH after its DBIRTHs
+        (what a newer birth defined stays). False once the memory is full: the edge nodes
+        remembered last (born longest ago) are then forgotten down to the bound. An
+        unusable birth is skipped."""
         parsed = parse_topic(topic)
         if not isinstance(parsed, Topic) or parsed.kind not in {
             MessageType.NBIRTH,
             MessageType.DBIRTH,
         }:
-            return False
+            return True
         message = decode_payload(payload)
         if isinstance(message, Rejection):
-            return False
-        node = self._node(parsed, fresh=parsed.kind is MessageType.NBIRTH)
+            return True
+        key = parsed.node_key
+        node = self._nodes.get(key)
+        if node is None:
+            node = self._nodes[key] = _EdgeNode()
+            self._nodes.move_to_end(key, last=False)
+            self._entries += node.entries
         decoded = read_metrics(
             parsed, message, node.aliases, received_at=received_at, max_future_skew_s=self._skew
         )
-        self._learn(parsed, node, decoded.defined)
-        return True
+        before = node.entries
+        for alias, metric in decoded.defined.items():
+            node.aliases.setdefault(alias, metric)
+        if parsed.device is not None:
+            node.devices.add(parsed.device)
+        self._entries += node.entries - before
+        if self._entries <= self._max_entries:
+            return True
+        self._forget_oldest()
+        return False
 
     def _node(self, topic: Topic, *, fresh: bool) -> _EdgeNode:
         key = topic.node_key
@@ -177,11 +200,12 @@ class SparkplugHost:
         if topic.device is not None:
             node.devices.add(topic.device)
         self._entries += node.entries - before
-        key = topic.node_key
-        self._nodes[key] = self._nodes.pop(key)
+        self._nodes.move_to_end(topic.node_key)
+        self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
         while self._entries > self._max_entries and len(self._nodes) > 1:
-            oldest = next(iter(self._nodes))
-            self._entries -= self._nodes.pop(oldest).entries
+            self._entries -= self._nodes.popitem(last=False)[1].entries
 
     def _death(self, topic: Topic, at: datetime, out: Outcome) -> None:
         out.statuses.append(StatusChange(topic.device_id, "offline", at))
@@ -195,3 +219,26 @@ class SparkplugHost:
             for device in sorted(node.devices):
                 device_topic = Topic(topic.group, MessageType.DDEATH, topic.node, device)
                 out.statuses.append(StatusChange(device_topic.device_id, "offline", at))
+
+
+class KeptBirths(Protocol):
+    """Where the births are kept (both storage backends)."""
+
+    async def load_births(self, *, before: StoredBirth | None, limit: int) -> list[StoredBirth]:
+        """Up to ``limit`` births, newest received first, strictly after ``before``."""
+
+
+async def restore_births(host: SparkplugHost, store: KeptBirths) -> int:
+    """Feed ``host`` the kept births, newest first, until its memory is full: at most one
+    page beyond the bound is read whatever the table holds. Returns the births read."""
+    read = 0
+    before: StoredBirth | None = None
+    while True:
+        page = await store.load_births(before=before, limit=_RESTORE_PAGE)
+        for birth in page:
+            read += 1
+            if not host.remember(birth.topic, birth.payload, received_at=birth.received_at):
+                return read
+        if len(page) < _RESTORE_PAGE:
+            return read
+        before = page[-1]

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime, timedelta
 
     from iotcollector.domain.reading import DeadLetter, Reading, StatusChange
+
+# Sparkplug births kept in ``sparkplug_births``, the newest received: as many as the host's
+# memory can hold (pipeline.sparkplug_host.MAX_ENTRIES, 500,000 aliases' worth, a device
+# counting two); older ones would never be reloaded. Checked after each batch with births.
+KEPT_BIRTHS: Final = 250_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,11 +168,14 @@ class DeadLetterFilter:
 
 @dataclass(frozen=True, slots=True)
 class StoredBirth:
-    """A Sparkplug B birth certificate kept in ``sparkplug_births``."""
+    """A Sparkplug B birth certificate kept in ``sparkplug_births`` (``device`` is '' for an
+    NBIRTH); ``received_at, node_key, device`` order the births newest first."""
 
     topic: str
     payload: bytes
     received_at: datetime
+    node_key: str
+    device: str
 
 
 class ReadingQueries(Protocol):
@@ -215,8 +223,9 @@ class ReadingQueries(Protocol):
         """Up to ``limit`` dead letters by id, newest first (or oldest first), strictly after
         the id ``after`` in that order."""
 
-    async def load_births(self) -> list[StoredBirth]:
-        """Every kept Sparkplug birth, each edge node's NBIRTH before its DBIRTHs."""
+    async def load_births(self, *, before: StoredBirth | None, limit: int) -> list[StoredBirth]:
+        """Up to ``limit`` kept Sparkplug births, newest received first, strictly after
+        ``before`` in that order (see :func:`~iotcollector.storage.query.births_query`)."""
 
 
 class Database(Storage, ReadingQueries, Protocol):

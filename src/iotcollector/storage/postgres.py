@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from iotcollector.storage.base import KEPT_BIRTHS
 from iotcollector.storage.postgres_reader import PostgresReader
 from iotcollector.storage.postgres_writer import DEFAULT_PARTITION_INTERVAL, PostgresWriter
 
@@ -42,12 +43,14 @@ class PostgresStorage:
         read_pool_size: int = 4,
         read_timeout_s: float = 30.0,
         partition_interval: timedelta = DEFAULT_PARTITION_INTERVAL,
+        kept_births: int = KEPT_BIRTHS,
     ) -> None:
         self._writer = PostgresWriter(
             url,
             connect_timeout_s=connect_timeout_s,
             operation_timeout_s=operation_timeout_s,
             partition_interval=partition_interval,
+            kept_births=kept_births,
         )
         self._reader = PostgresReader(
             url,
@@ -95,8 +98,8 @@ class PostgresStorage:
             where, after=after, limit=limit, oldest_first=oldest_first
         )
 
-    async def load_births(self) -> list[StoredBirth]:
-        return await self._reader.load_births()
+    async def load_births(self, *, before: StoredBirth | None, limit: int) -> list[StoredBirth]:
+        return await self._reader.load_births(before=before, limit=limit)
 
     async def read_readings(
         self, where: ReadingFilter, *, before: Position | None, limit: int

@@ -22,7 +22,13 @@ from iotcollector.storage.base import (
 )
 from iotcollector.storage.postgres_connection import close_quietly, connect
 from iotcollector.storage.postgres_errors import translate_error
-from iotcollector.storage.query import POSTGRES, devices_query, readings_query, rejected_query
+from iotcollector.storage.query import (
+    POSTGRES,
+    births_query,
+    devices_query,
+    readings_query,
+    rejected_query,
+)
 from iotcollector.storage.rollups import aggregate_query
 
 if TYPE_CHECKING:
@@ -140,12 +146,11 @@ class PostgresReader:
             cur = await conn.execute(sql, params)
             return [StoredDeadLetter(*row) for row in await cur.fetchall()]
 
-    async def load_births(self) -> list[StoredBirth]:
+    async def load_births(self, *, before: StoredBirth | None, limit: int) -> list[StoredBirth]:
+        sql, params = births_query(before, limit, dialect=POSTGRES)
         async with self._reading("sparkplug births") as conn:
-            cur = await conn.execute(
-                "SELECT topic, payload, received_at FROM sparkplug_births ORDER BY node_key, device"
-            )
-            return [StoredBirth(t, bytes(p), at) for t, p, at in await cur.fetchall()]
+            cur = await conn.execute(sql, params)
+            return [StoredBirth(t, bytes(p), at, k, d) for t, p, at, k, d in await cur.fetchall()]
 
     async def device_counts(self) -> tuple[int, int]:
         async with self._reading("device counts") as conn:

@@ -28,11 +28,13 @@ import psycopg
 
 from iotcollector.domain.reading import SparkplugBirth
 from iotcollector.errors import StorageError, TransientStorageError
+from iotcollector.storage.base import KEPT_BIRTHS
 from iotcollector.storage.batch import Bisection, distinct_devices, settle
 from iotcollector.storage.migrations import migrate_postgres
 from iotcollector.storage.partitions import create_ahead, create_for, is_missing_partition
 from iotcollector.storage.postgres_connection import close_quietly, connect
 from iotcollector.storage.postgres_errors import error_message, is_row_error, translate_error
+from iotcollector.storage.query import POSTGRES, trim_births_query
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -140,7 +142,7 @@ async def copy_readings(
 class PostgresWriter:
     """Batches, presence and migrations on one connection; ``ping`` on its own."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only tuning knobs of one backend
         self,
         url: str,
         *,
@@ -148,8 +150,10 @@ class PostgresWriter:
         operation_timeout_s: float = 30.0,
         insert: InsertReadings = copy_readings,
         partition_interval: timedelta = DEFAULT_PARTITION_INTERVAL,
+        kept_births: int = KEPT_BIRTHS,
     ) -> None:
         self._url = url
+        self._kept_births = kept_births
         self._partition_interval = partition_interval
         self._partitions_checked_at = -math.inf
         self._migrated = False
@@ -290,9 +294,11 @@ class PostgresWriter:
                         _APPLY_STATUS,
                         [{"device_id": s.device_id, "status": s.status} for s in statuses],
                     )
-                for birth in statuses:
-                    if isinstance(birth, SparkplugBirth):
-                        await _keep_birth(conn, birth)
+                births = [s for s in statuses if isinstance(s, SparkplugBirth)]
+                for birth in births:
+                    await _keep_birth(conn, birth)
+                if births:
+                    await conn.execute(*trim_births_query(self._kept_births, dialect=POSTGRES))
             if done.rejected:
                 await conn.execute(
                     _INSERT_REJECTED, [list(c) for c in zip(*done.rejected, strict=True)]

@@ -1,4 +1,5 @@
-"""The API's read queries, built once for both backends.
+"""The API's read queries and the bound of the kept Sparkplug births, built once for both
+backends.
 
 A :class:`Dialect` says how a backend spells a parameter and encodes a time; the rules (the
 newest-first keyset, the device-list filters) are written here only. ``docs/api.md`` shows
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
-    from iotcollector.storage.base import DeadLetterFilter, Position, ReadingFilter
+    from iotcollector.storage.base import DeadLetterFilter, Position, ReadingFilter, StoredBirth
 
 
 def _as_is(moment: datetime) -> object:
@@ -170,3 +171,37 @@ def rejected_query(
         f"SELECT {REJECTED_COLUMNS} FROM iot_rejected WHERE {condition} ORDER BY {order} LIMIT {p}"
     )
     return sql, [*params, limit]
+
+
+_BIRTH_ORDER = "received_at DESC, node_key DESC, device DESC"
+_BIRTH_KEY = "(received_at, node_key, device)"
+
+
+def births_query(
+    before: StoredBirth | None, limit: int, *, dialect: Dialect
+) -> tuple[str, list[object]]:
+    """Kept Sparkplug births, newest received first, strictly after ``before``: a keyset on
+    ``sparkplug_births_newest_idx``. On equal times an edge node's NBIRTH (device '') comes
+    after its DBIRTHs; an NBIRTH forgets its node's earlier births, so reading newest first
+    meets each node's births in reverse order of arrival."""
+    p = dialect.placeholder
+    condition, params = "TRUE", []
+    if before is not None:
+        condition = f"{_BIRTH_KEY} < ({p}, {p}, {p})"
+        params = [dialect.encode_time(before.received_at), before.node_key, before.device]
+    sql = (
+        "SELECT topic, payload, received_at, node_key, device FROM sparkplug_births "
+        f"WHERE {condition} ORDER BY {_BIRTH_ORDER} LIMIT {p}"
+    )
+    return sql, [*params, limit]
+
+
+def trim_births_query(keep: int, *, dialect: Dialect) -> tuple[str, list[object]]:
+    """Delete all but the ``keep`` (at least 1) newest kept births."""
+    p = dialect.placeholder
+    sql = (
+        f"DELETE FROM sparkplug_births WHERE {_BIRTH_KEY} < "
+        f"(SELECT received_at, node_key, device FROM sparkplug_births ORDER BY {_BIRTH_ORDER} "
+        f"LIMIT 1 OFFSET {p})"
+    )
+    return sql, [keep - 1]

@@ -24,6 +24,7 @@ from iotcollector.domain.epoch import from_epoch_us, to_epoch_us
 from iotcollector.domain.reading import SparkplugBirth
 from iotcollector.errors import PermanentStorageError, StorageError, TransientStorageError
 from iotcollector.storage.base import (
+    KEPT_BIRTHS,
     Bucket,
     DeviceRecord,
     StoredBirth,
@@ -32,7 +33,14 @@ from iotcollector.storage.base import (
 )
 from iotcollector.storage.batch import Bisection, distinct_devices, settle
 from iotcollector.storage.migrations import migrate_sqlite
-from iotcollector.storage.query import SQLITE, devices_query, readings_query, rejected_query
+from iotcollector.storage.query import (
+    SQLITE,
+    births_query,
+    devices_query,
+    readings_query,
+    rejected_query,
+    trim_births_query,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -122,7 +130,7 @@ def translate_sqlite_error(exc: BaseException, doing: str) -> StorageError:
 class SqliteStorage:
     """The :class:`~iotcollector.storage.base.Storage` on one SQLite file."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only tuning knobs of one backend
         self,
         path: str,
         *,
@@ -130,6 +138,7 @@ class SqliteStorage:
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         ping_timeout_s: float = 5.0,
         readers: int = 2,
+        kept_births: int = KEPT_BIRTHS,
     ) -> None:
         if path in {"", ":memory:"} or path.startswith("file::memory:"):
             raise ValueError("an in-memory SQLite database cannot be used: give a file path")
@@ -145,6 +154,7 @@ class SqliteStorage:
         self._read_executor: ThreadPoolExecutor | None = None
         self._read_conns: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._migrated = False
+        self._kept_births = kept_births
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -320,14 +330,13 @@ class SqliteStorage:
 
         return await self._read("dead letters", run)
 
-    async def load_births(self) -> list[StoredBirth]:
+    async def load_births(self, *, before: StoredBirth | None, limit: int) -> list[StoredBirth]:
+        sql, params = births_query(before, limit, dialect=SQLITE)
+
         def run(conn: sqlite3.Connection) -> list[StoredBirth]:
             return [
-                StoredBirth(t, bytes(p), from_epoch_us(at))
-                for t, p, at in conn.execute(
-                    "SELECT topic, payload, received_at FROM sparkplug_births "
-                    "ORDER BY node_key, device"
-                )
+                StoredBirth(t, bytes(p), from_epoch_us(at), k, d)
+                for t, p, at, k, d in conn.execute(sql, params)
             ]
 
         return await self._read("sparkplug births", run)
@@ -455,9 +464,11 @@ class SqliteStorage:
             conn.executemany(
                 _APPLY_STATUS, [(s.device_id, now_us, now_us, s.status) for s in statuses]
             )
-            for birth in statuses:
-                if isinstance(birth, SparkplugBirth):
-                    _keep_birth(conn, birth)
+            births = [s for s in statuses if isinstance(s, SparkplugBirth)]
+            for birth in births:
+                _keep_birth(conn, birth)
+            if births:
+                conn.execute(*trim_births_query(self._kept_births, dialect=SQLITE))
             if done.rejected:
                 conn.executemany(
                     _INSERT_REJECTED,

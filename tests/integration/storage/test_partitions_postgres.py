@@ -330,7 +330,7 @@ async def test_upgrade_from_the_unpartitioned_table_keeps_every_row(postgres_url
     store = PostgresStorage(postgres_url)
     await store.open()
     try:
-        assert await store.migrate() == ["0005", "0006"]
+        assert await store.migrate() == ["0005", "0006", "0007"]
         assert query(postgres_url, f"{table} ORDER BY id") == before
         assert query(
             postgres_url, "SELECT name FROM iot_partitions WHERE name LIKE '%%legacy' ORDER BY 1"

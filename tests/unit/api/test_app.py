@@ -92,7 +92,7 @@ class FakeQueries:
         self.rejected_limits.append(limit)
         return [d for d in self.letters if after is None or d.id < after][:limit]
 
-    async def load_births(self) -> list[StoredBirth]:
+    async def load_births(self, *, before: StoredBirth | None, limit: int) -> list[StoredBirth]:  # noqa: ARG002
         return []
 
 

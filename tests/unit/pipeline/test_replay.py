@@ -58,7 +58,7 @@ class FakeStore:
                 letter.replayed_at = at
         return len(ids)
 
-    async def load_births(self) -> list[StoredBirth]:
+    async def load_births(self, *, before: StoredBirth | None, limit: int) -> list[StoredBirth]:  # noqa: ARG002
         return []
 
     async def write(self, readings: list[Reading]) -> WriteResult:

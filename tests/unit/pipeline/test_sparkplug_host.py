@@ -100,7 +100,7 @@ def test_remembered_births_decode_after_a_restart() -> None:
         *first.receive("spBv1.0/plant/DBIRTH/line1/motor-1", DBIRTH, received_at=RECEIVED).statuses,
     ]
     restarted = SparkplugHost()
-    for birth in births:
+    for birth in reversed(births):  # kept births are restored newest first
         assert isinstance(birth, SparkplugBirth)
         assert restarted.remember(birth.topic, birth.payload, received_at=birth.at)
     out = restarted.receive("spBv1.0/plant/DDATA/line1/motor-1", DDATA, received_at=RECEIVED)
@@ -221,6 +221,31 @@ def test_births_of_many_edge_nodes_forget_the_oldest_beyond_the_bound() -> None:
     forgotten = host.receive("spBv1.0/g/NDATA/n0", data, received_at=RECEIVED)
     assert [r.code for r in forgotten.rejections] == ["unknown_alias"]  # replayable after a rebirth
     assert forgotten.rebirth_topic == "spBv1.0/g/NCMD/n0"
+
+
+def test_restoring_newest_first_keeps_what_the_newer_birth_defined() -> None:
+    host = SparkplugHost()
+    newer = encode([metric("new", 1.0, alias=1, datatype=DOUBLE)])
+    older = encode([metric("old", 1.0, alias=1, datatype=DOUBLE), metric("kept", 1.0, alias=2)])
+    assert host.remember("spBv1.0/g/DBIRTH/n/d", newer, received_at=RECEIVED)
+    assert host.remember("spBv1.0/g/NBIRTH/n", older, received_at=RECEIVED)  # not afresh
+    data = encode([metric(value=2.0, alias=1, datatype=DOUBLE), metric(value=3.0, alias=2)])
+    out = host.receive("spBv1.0/g/DDATA/n/d", data, received_at=RECEIVED)
+    assert [r.sensor_type for r in out.readings] == ["new", "kept"]
+
+
+def test_restoring_stops_at_the_bound_forgetting_the_oldest() -> None:
+    host = SparkplugHost(max_entries=100)
+    restored = 0
+    for n in reversed(range(50)):  # newest first: 4 + 10 entries each, 7 fit
+        if not host.remember(f"spBv1.0/g/NBIRTH/n{n}", _birth(range(10)), received_at=RECEIVED):
+            break
+        restored += 1
+    assert (restored, host.entries) == (7, 98)
+    host.receive("spBv1.0/g/NBIRTH/n50", _birth(range(10)), received_at=RECEIVED)
+    data = encode([metric(value=2.0, alias=3, datatype=DOUBLE)])
+    assert host.receive("spBv1.0/g/NDATA/n43", data, received_at=RECEIVED).rejections
+    assert host.receive("spBv1.0/g/NDATA/n44", data, received_at=RECEIVED).readings
 
 
 def test_dbirths_under_one_node_count_against_the_bound() -> None:
