@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
+from iotcollector.domain.parse import parse_message
 from iotcollector.domain.reading import Reading
 from iotcollector.errors import PermanentStorageError, StorageError, TransientStorageError
 from iotcollector.metrics import Metrics
-from iotcollector.pipeline.pipeline import BatchLimits, Pipeline
+from iotcollector.pipeline import pipeline as pipeline_module
+from iotcollector.pipeline.pipeline import OFFLOAD_BYTES, BatchLimits, Pipeline
 from iotcollector.storage.base import WriteResult
 
 if TYPE_CHECKING:
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
 
     import pytest
 
-    from iotcollector.domain.reading import DeadLetter, StatusChange
+    from iotcollector.domain.reading import DeadLetter, ParseResult, StatusChange
 
 
 class FakeStorage:
@@ -420,3 +423,50 @@ async def test_without_per_device_topics_the_topic_does_not_matter() -> None:
     assert [r.device_id for r in storage.stored] == ["d"]
     assert storage.dead == []
     await task
+
+
+def _large_array(first: int, count: int, *, bad: int = 0) -> bytes:
+    """An array of ``count`` valid readings (timestamps from ``first``) and ``bad`` ``{}``."""
+    items = [_msg(first + i) for i in range(count)] + [b"{}"] * bad
+    return b"[" + b",".join(items) + b"]"
+
+
+async def test_large_payloads_are_parsed_off_the_loop_and_acked_in_order() -> None:
+    storage = FakeStorage()
+    h = Harness(storage, BatchLimits(max_size=100_000, max_delay_s=0.01))
+    task = asyncio.create_task(h.pipeline.run())
+    large = _large_array(1000, 200, bad=9_000)
+    assert len(large) >= OFFLOAD_BYTES
+    h.pipeline.submit([Msg("iot/data", _msg(1), 1), Msg("iot/data", large, 2)])
+    _submit(h, _msg(3), 3)
+    _submit(h, _large_array(5000, 300), 4)
+    _submit(h, _msg(5), 5)
+    assert await h.pipeline.close(5)
+    await task
+    assert h.acked == [1, 2, 3, 4, 5]  # the order of arrival, whatever parsed where
+    assert len(storage.stored) == 1 + 200 + 1 + 300 + 1
+    assert len(storage.dead) == 1  # one dead letter for the 9,000 bad items of message 2
+    assert storage.dead[0].reason.startswith("missing_field: 9000 items rejected")
+    assert h.value("iotcollector_readings_rejected_total", reason="missing_field") == 9000
+
+
+async def test_only_large_payloads_leave_the_event_loop_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threads: dict[int, int] = {}
+
+    def recording(payload: bytes, **kwargs: Any) -> ParseResult:
+        threads[len(payload)] = threading.get_ident()
+        return parse_message(payload, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "parse_message", recording)
+    storage = FakeStorage()
+    h = Harness(storage, BatchLimits(max_size=100_000, max_delay_s=0.01))
+    task = asyncio.create_task(h.pipeline.run())
+    small, large = _msg(1), _large_array(0, 1, bad=10_000 - 1)
+    h.pipeline.submit([Msg("iot/data", small, 1), Msg("iot/data", large, 2)])
+    assert await h.pipeline.close(10)
+    await task
+    assert threads[len(small)] == threading.get_ident()
+    assert threads[len(large)] != threading.get_ident()
+    assert h.acked == [1, 2]
