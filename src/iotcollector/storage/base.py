@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 # Sparkplug births kept in ``sparkplug_births``, the newest received: as many as the host's
 # memory can hold (pipeline.sparkplug_host.MAX_ENTRIES, 500,000 aliases' worth, a device
-# counting two); older ones would never be reloaded. Checked after each batch with births.
+# counting two); older ones would never be reloaded. Trimmed as query.BirthTrim says.
 KEPT_BIRTHS: Final = 250_000
 
 

@@ -34,7 +34,7 @@ from iotcollector.storage.migrations import migrate_postgres
 from iotcollector.storage.partitions import create_ahead, create_for, is_missing_partition
 from iotcollector.storage.postgres_connection import close_quietly, connect
 from iotcollector.storage.postgres_errors import error_message, is_row_error, translate_error
-from iotcollector.storage.query import POSTGRES, trim_births_query
+from iotcollector.storage.query import POSTGRES, BirthTrim, trim_births_query
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -153,7 +153,7 @@ class PostgresWriter:
         kept_births: int = KEPT_BIRTHS,
     ) -> None:
         self._url = url
-        self._kept_births = kept_births
+        self._birth_trim = BirthTrim(kept_births)
         self._partition_interval = partition_interval
         self._partitions_checked_at = -math.inf
         self._migrated = False
@@ -294,15 +294,17 @@ class PostgresWriter:
                         _APPLY_STATUS,
                         [{"device_id": s.device_id, "status": s.status} for s in statuses],
                     )
-                births = [s for s in statuses if isinstance(s, SparkplugBirth)]
-                for birth in births:
-                    await _keep_birth(conn, birth)
-                if births:
-                    await conn.execute(*trim_births_query(self._kept_births, dialect=POSTGRES))
+            births = [s for s in statuses if isinstance(s, SparkplugBirth)]
+            for birth in births:
+                await _keep_birth(conn, birth)
+            trim = self._birth_trim.due(len(births))
+            if trim:
+                await conn.execute(*trim_births_query(self._birth_trim.kept, dialect=POSTGRES))
             if done.rejected:
                 await conn.execute(
                     _INSERT_REJECTED, [list(c) for c in zip(*done.rejected, strict=True)]
                 )
+        self._birth_trim.committed(len(births), trimmed=trim)
         return done.result
 
     async def _insert_isolating(self, conn: AsyncConnection[Any], bisection: Bisection) -> None:

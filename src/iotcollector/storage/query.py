@@ -205,3 +205,23 @@ def trim_births_query(keep: int, *, dialect: Dialect) -> tuple[str, list[object]
         f"LIMIT 1 OFFSET {p})"
     )
     return sql, [keep - 1]
+
+
+class BirthTrim:
+    """Which batches also trim ``sparkplug_births`` to its ``kept`` newest births: the first
+    with births after start, then one per ``kept // 10`` births stored. The trim's index scan
+    of ``kept`` rows is paid once per that many births, not by every batch; the table holds
+    at most ``kept + kept // 10`` births per writer. Used by one writer at a time."""
+
+    def __init__(self, kept: int) -> None:
+        self.kept = kept
+        self._every = max(1, kept // 10)
+        self._since = self._every
+
+    def due(self, births: int) -> bool:
+        """Whether a batch storing ``births`` births also trims."""
+        return births > 0 and self._since + births >= self._every
+
+    def committed(self, births: int, *, trimmed: bool) -> None:
+        """The batch committed (a failed one leaves the count: the next batch trims)."""
+        self._since = 0 if trimmed else self._since + births

@@ -35,6 +35,7 @@ from iotcollector.storage.batch import Bisection, distinct_devices, settle
 from iotcollector.storage.migrations import migrate_sqlite
 from iotcollector.storage.query import (
     SQLITE,
+    BirthTrim,
     births_query,
     devices_query,
     readings_query,
@@ -154,7 +155,7 @@ class SqliteStorage:
         self._read_executor: ThreadPoolExecutor | None = None
         self._read_conns: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._migrated = False
-        self._kept_births = kept_births
+        self._birth_trim = BirthTrim(kept_births)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -467,8 +468,9 @@ class SqliteStorage:
             births = [s for s in statuses if isinstance(s, SparkplugBirth)]
             for birth in births:
                 _keep_birth(conn, birth)
-            if births:
-                conn.execute(*trim_births_query(self._kept_births, dialect=SQLITE))
+            trim = self._birth_trim.due(len(births))
+            if trim:
+                conn.execute(*trim_births_query(self._birth_trim.kept, dialect=SQLITE))
             if done.rejected:
                 conn.executemany(
                     _INSERT_REJECTED,
@@ -479,6 +481,7 @@ class SqliteStorage:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._birth_trim.committed(len(births), trimmed=trim)
         return done.result
 
 
