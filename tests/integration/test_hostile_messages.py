@@ -3,7 +3,8 @@
 - Amplification: 261 KB of ``[{},{},…]`` (87,000 items) and 30 KB of 10,000 rejected items,
   20 of each: one dead-letter row per message, RSS under 200 MB, /healthz answering.
 - Bytes: PostgreSQL down, 100 invalid messages of 10 MB: each is held as a 4 KiB prefix and its
-  size, RSS stays under 200 MB; once PostgreSQL is back, 100 ``too_large`` rows.
+  size, RSS stays under 200 MB; once PostgreSQL is back, 100 ``too_large`` rows. One PUBLISH
+  of 96 MiB to a broker without a packet size limit is never held whole.
 
 The limits asserted here are generous (the machine is shared); the figures are printed (-s).
 """
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 import httpx
@@ -24,7 +26,6 @@ from support.postgres import PostgresServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from support.mosquitto import MosquittoServer
 
@@ -161,6 +162,47 @@ def test_big_messages_while_the_database_is_down_are_held_as_prefixes(
         )
         assert c.peak_rss < RSS_LIMIT
         assert watch.worst_healthz < HEALTHZ_LIMIT_S
+        assert c.stop() == 0
+    finally:
+        c.ensure_stopped()
+
+
+def _peak_rss(collector: Collector) -> int:
+    """The process's peak RSS so far (VmHWM, kept by the kernel: no sample can miss it)."""
+    assert collector.proc is not None
+    status = Path(f"/proc/{collector.proc.pid}/status").read_text()
+    [kib] = [line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")]
+    return int(kib) * 1024
+
+
+def test_a_huge_publish_is_never_held_whole(
+    broker: MosquittoServer, postgres_url: str, tmp_path: Path
+) -> None:
+    """96 MiB in one PUBLISH (the test broker has no packet size limit): read as it streams,
+    keeping the 4 KiB prefix, dead-lettered once; the reading after it is stored. RSS grows
+    by far less than the message (reading it whole, as before, grew it by ~100 MB)."""
+    c = Collector(
+        mqtt_url=broker.url, database_url=postgres_url, client_id="huge", log_dir=tmp_path
+    ).start()
+    try:
+        c.wait_ready()
+        size = 96 * 1024 * 1024
+        before = _peak_rss(c)
+        reading = b'{"device_id":"after-huge","sensor_type":"t","value":1,"timestamp":1700000000}'
+        _publish_files(broker, b"y" * size, 1, tmp_path)
+        _publish_files(broker, reading, 1, tmp_path)
+        assert wait_for_count(postgres_url, "iot_rejected", 1) == 1
+        assert wait_for_count(postgres_url, "iot_data", 1) == 1
+        time.sleep(1)  # a second dead letter would come now
+        peak = _peak_rss(c)
+        print(f"one PUBLISH of 96 MiB: peak RSS {before / 1e6:.0f} MB, then {peak / 1e6:.0f} MB")
+        [(length, reason)] = query(postgres_url, "SELECT length(payload), reason FROM iot_rejected")
+        assert int(str(length)) == 4096
+        assert str(reason).startswith(f"too_large: payload is {size:,} bytes")
+        [(device,)] = query(postgres_url, "SELECT device_id FROM iot_data")
+        assert device == "after-huge"
+        assert peak < RSS_LIMIT
+        assert peak - before < size // 3
         assert c.stop() == 0
     finally:
         c.ensure_stopped()

@@ -156,6 +156,16 @@ def decode_publish(flags: int, body: bytes, version: int = MQTT5) -> tuple[str, 
     return incoming.topic, incoming.payload, incoming.packet_id
 
 
+class TruncatedBody(bytes):
+    """The head of a PUBLISH body whose other bytes were discarded as they arrived.
+
+    The head is the variable header and the first bytes of the payload; ``length`` is the
+    body's length as sent.
+    """
+
+    length: int
+
+
 @dataclass(slots=True)
 class IncomingPublish:
     """An incoming PUBLISH: ``payload`` is at most ``keep`` bytes of the ``size`` sent.
@@ -200,6 +210,8 @@ def decode_incoming(
     except UnicodeDecodeError:
         raise ProtocolError("PUBLISH topic is not UTF-8") from None
     size = len(body) - pos
+    if type(body) is TruncatedBody:
+        size += body.length - len(body)
     payload = body[pos:] if keep is None or size <= keep else body[pos : pos + keep]
     return IncomingPublish(topic, payload, packet_id, size, bool(flags & 0x01))
 
@@ -217,19 +229,56 @@ def decode_disconnect(body: bytes) -> int:
     return body[0] if body else 0
 
 
+def _publish_header_length(buf: bytearray, start: int, flags: int, version: int) -> int | None:
+    """Length of the PUBLISH variable header at ``start``; None while not all buffered."""
+    if len(buf) < start + 2:
+        return None
+    pos = start + 2 + ((buf[start] << 8) | buf[start + 1]) + (2 if flags & 0x06 else 0)
+    if version != MQTT5:
+        return pos - start
+    try:
+        length, after = decode_varint(bytes(buf[pos : pos + 4]), 0)
+    except ProtocolError:
+        if len(buf) < pos + 4:
+            return None
+        raise
+    return pos + after + length - start
+
+
 class PacketReader:
     """Splits a byte stream into (packet type, flags, body) packets.
 
     ``feed`` returns every complete packet; ``push`` then ``pop`` let a reader take only as
     many packets as it has room for and leave the rest buffered (unparsed) for later.
+
+    A PUBLISH whose body is longer than ``max_publish`` is not held whole: once its variable
+    header and ``prefix`` bytes of its payload are buffered they are kept, and the rest of
+    its bytes are discarded as they arrive. It comes out, once complete, with a
+    :class:`TruncatedBody` (its length as sent). So the reader holds at most about
+    ``max_publish`` bytes plus one read, whatever the packets' size.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, version: int = MQTT5, max_publish: int = MAX_REMAINING_LENGTH, prefix: int = 4096
+    ) -> None:
         self._buf = bytearray()
         self._pos = 0
+        self._version = version
+        self._max_publish = max_publish
+        self._prefix = prefix
+        # The truncated PUBLISH being discarded, and how many of its bytes are still to come.
+        self._pending: tuple[int, int, bytes] | None = None
+        self._skip = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held: the buffer and the head of a truncated PUBLISH."""
+        return len(self._buf) + (len(self._pending[2]) if self._pending else 0)
 
     def has_packet(self) -> bool:
         """Whether a complete packet is buffered."""
+        if self._pending is not None:
+            return not self._skip
         buf = self._buf
         end = len(buf)
         length = 0
@@ -249,6 +298,12 @@ class PacketReader:
         return self.pop(MAX_REMAINING_LENGTH)
 
     def push(self, data: bytes) -> None:
+        if self._skip:
+            if len(data) <= self._skip:
+                self._skip -= len(data)
+                return
+            data = data[self._skip :]
+            self._skip = 0
         if self._pos:
             del self._buf[: self._pos]
             self._pos = 0
@@ -256,11 +311,12 @@ class PacketReader:
 
     def pop(self, max_bytes: int, max_packets: int = 1 << 30) -> list[tuple[int, int, bytes]]:
         """Complete packets until ``max_packets``, or once their bodies reach ``max_bytes``."""
+        packets = self._complete_truncated() if self._pending is not None else []
+        taken = 0
         buf = self._buf
-        packets: list[tuple[int, int, bytes]] = []
         pos = self._pos
         end = len(buf)
-        taken = 0
+        oversize: tuple[int, int] | None = None
         with memoryview(buf) as view:
             while end - pos >= 2 and taken < max_bytes and len(packets) < max_packets:
                 length = 0
@@ -278,13 +334,48 @@ class PacketReader:
                     if mult > 128**3:
                         raise ProtocolError("malformed remaining length")
                 if not complete or i + length > end:
+                    if complete and length > self._max_publish and view[pos] >> 4 == PUBLISH:
+                        oversize = (i, length)
                     break
                 first = view[pos]
                 packets.append((first >> 4, first & 0x0F, view[i : i + length].tobytes()))
                 taken += length
                 pos = i + length
+        if oversize is not None:
+            pos = self._truncate(pos, *oversize)
         if pos == end:
             buf.clear()
             pos = 0
         self._pos = pos
         return packets
+
+    def _complete_truncated(self) -> list[tuple[int, int, bytes]]:
+        """The truncated PUBLISH once all its bytes arrived, else nothing (the buffer is empty
+        until then)."""
+        pending = self._pending
+        if pending is None or self._skip:
+            return []
+        self._pending = None
+        return [pending]
+
+    def _truncate(self, pos: int, start: int, length: int) -> int:
+        """Keep the head of the oversized PUBLISH at ``pos`` (body at ``start``), once it is
+        buffered, and discard the rest of its bytes: return the position after them."""
+        buf = self._buf
+        flags = buf[pos] & 0x0F
+        header = _publish_header_length(buf, start, flags, self._version)
+        if header is None:
+            return pos
+        keep = header + self._prefix
+        if header > length or keep > self._max_publish:
+            raise ProtocolError(
+                f"PUBLISH of {length} bytes with a {header}-byte header (at most "
+                f"{self._max_publish - self._prefix} bytes are read of an oversized one)"
+            )
+        if len(buf) - start < keep:
+            return pos
+        body = TruncatedBody(buf[start : start + keep])
+        body.length = length
+        self._pending = (PUBLISH, flags, body)
+        self._skip = length - (len(buf) - start)
+        return len(buf)

@@ -53,6 +53,9 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 REFUSED_FOR_GOOD = frozenset({0x85, 0x86, 0x87, 0x8A, 0x8C, 0x8F, 0x9E, 0xA2})
 # What is kept of a payload above max_payload_bytes: enough to recognise it in a dead letter.
 OVERSIZE_PREFIX_BYTES = 4096
+# Room for a PUBLISH's topic (at most 65,537 bytes), packet id and properties: a packet whose
+# body is longer than max_payload_bytes plus this is not buffered whole (see PacketReader).
+PUBLISH_HEADER_ROOM = 128 * 1024
 _HANDSHAKE_TIMEOUT_S = 10.0
 # Payload bytes handed to on_message per event-loop turn (then at least one message): about
 # 100 single readings, or one big message; `python -m bench.hostile` measures the worst turn.
@@ -77,11 +80,15 @@ class Delivery:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, owner: MqttSubscriber, generation: int, version: int) -> None:
+    def __init__(
+        self, owner: MqttSubscriber, generation: int, version: int, max_payload: int
+    ) -> None:
         self._owner = owner
         self._generation = generation
         self._version = version
-        self.reader = codec.PacketReader()
+        self.reader = codec.PacketReader(
+            version, max_payload + PUBLISH_HEADER_ROOM, OVERSIZE_PREFIX_BYTES
+        )
         self.session_present = False
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -356,7 +363,9 @@ class MqttSubscriber:
         self._handshaking = True
 
         async def open_connection(version: int) -> _Protocol:
-            proto = await self._open(lambda: _Protocol(self, generation, version))
+            proto = await self._open(
+                lambda: _Protocol(self, generation, version, self._max_payload)
+            )
             self._proto = cast("_Protocol", proto)
             self._take_scheduled = False
             return self._proto

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iotcollector.ingest import codec
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def _publish_packet(
@@ -161,3 +166,110 @@ def test_qos0_publish_round_trips(version: int) -> None:
         b"\x00\x01payload",
         None,
     )
+
+
+_MAX_PUBLISH = 256 * 1024 + 128 * 1024
+_PREFIX = 4096
+
+
+def _publish_head(
+    topic: str, payload_size: int, packet_id: int | None, version: int, props: bytes = b""
+) -> bytes:
+    """The fixed and variable header of a PUBLISH whose payload follows separately."""
+    body = codec.encode_string(topic)
+    if packet_id is not None:
+        body += packet_id.to_bytes(2, "big")
+    if version == codec.MQTT5:
+        body += codec.encode_remaining_length(len(props)) + props
+    first = 0x30 | (0x02 if packet_id is not None else 0)
+    return bytes([first]) + codec.encode_remaining_length(len(body) + payload_size) + body
+
+
+def _payload_chunks(size: int, chunk: int) -> Iterator[bytes]:
+    """``size`` bytes of payload (byte n is n % 251) in chunks, never built whole."""
+    pattern = bytes(range(251)) * (chunk // 251 + 2)
+    sent = 0
+    while sent < size:
+        n = min(chunk, size - sent)
+        yield pattern[sent % 251 : sent % 251 + n]
+        sent += n
+
+
+def _expected_prefix() -> bytes:
+    return b"".join(_payload_chunks(_PREFIX, _PREFIX))
+
+
+@pytest.mark.parametrize("version", [codec.MQTT5, codec.MQTT311])
+def test_a_huge_publish_streams_through_a_bounded_reader(version: int) -> None:
+    size = 64 * 1024 * 1024
+    props = b"\x01\x01" if version == codec.MQTT5 else b""
+    head = _publish_head("iot/data", size, 77, version, props)
+    after = _publish_head("iot/next", 2, 78, version) + b"{}"
+    reader = codec.PacketReader(version, _MAX_PUBLISH, _PREFIX)
+    got: list[tuple[int, int, bytes]] = []
+    chunks = [head, *_payload_chunks(size, 64 * 1024)]
+    chunks[-1] += after  # the next packet starts in the huge one's last chunk
+    most = 0
+    for data in chunks:
+        reader.push(data)
+        most = max(most, reader.buffered)
+        got.extend(reader.pop(16 * 1024, 100))
+        most = max(most, reader.buffered)
+    assert most <= _MAX_PUBLISH + 64 * 1024
+    assert not reader.has_packet()
+    assert reader.buffered == 0
+    [(ptype, flags, body), (ptype2, flags2, body2)] = got
+    assert ptype == ptype2 == codec.PUBLISH
+    assert len(body) == len(head) - 5 + _PREFIX  # 1 + 4 bytes of fixed header
+    big = codec.decode_incoming(flags, body, version, 256 * 1024)
+    assert (big.topic, big.packet_id, big.size) == ("iot/data", 77, size)
+    assert big.payload == _expected_prefix()
+    nxt = codec.decode_incoming(flags2, body2, version, 256 * 1024)
+    assert (nxt.topic, nxt.payload, nxt.packet_id, nxt.size) == ("iot/next", b"{}", 78, 2)
+
+
+@pytest.mark.parametrize("version", [codec.MQTT5, codec.MQTT311])
+@pytest.mark.parametrize("packet_id", [None, 9])
+def test_a_huge_publish_split_anywhere_in_its_head(version: int, packet_id: int | None) -> None:
+    size = 1024 * 1024
+    max_publish = 64 * 1024
+    props = b"\x26\x00\x01k\x00\x01v" * 3 if version == codec.MQTT5 else b""
+    head = _publish_head("iot/" + "t" * 200, size, packet_id, version, props)
+    prefix = _expected_prefix()
+    stream_start = head + prefix + bytes(100)
+    for cut in range(1, len(stream_start)):
+        reader = codec.PacketReader(version, max_publish, _PREFIX)
+        got = reader.feed(stream_start[:cut]) + reader.feed(stream_start[cut:])
+        got += reader.feed(bytes(size - len(prefix) - 100))
+        got += reader.feed(b"\xc0\x00")  # PINGREQ
+        assert reader.buffered == 0
+        [(_, flags, body), (ptype, _, ping)] = got
+        incoming = codec.decode_incoming(flags, body, version, 4096)
+        assert (incoming.topic, incoming.packet_id, incoming.size) == (
+            "iot/" + "t" * 200,
+            packet_id,
+            size,
+        )
+        assert incoming.payload == prefix
+        assert (ptype, ping) == (codec.PINGREQ, b"")
+
+
+def test_a_publish_is_cut_only_when_its_body_is_over_the_bound() -> None:
+    payload = bytes(_MAX_PUBLISH)
+    raw = _publish_packet("a", payload, 1)
+    reader = codec.PacketReader(codec.MQTT5, _MAX_PUBLISH + 6, _PREFIX)
+    [(_, flags, body)] = reader.feed(raw[:5000]) + reader.feed(raw[5000:])
+    assert codec.decode_incoming(flags, body, codec.MQTT5).payload == payload
+    reader = codec.PacketReader(codec.MQTT5, _MAX_PUBLISH + 5, _PREFIX)
+    [(_, flags, body)] = reader.feed(raw[:5000]) + reader.feed(raw[5000:])
+    incoming = codec.decode_incoming(flags, body, codec.MQTT5)
+    assert (incoming.size, len(incoming.payload)) == (len(payload), _PREFIX)
+
+
+def test_an_oversized_publish_with_a_header_over_the_bound_is_a_protocol_error() -> None:
+    props = b"\x26" + codec.encode_string("k") + codec.encode_string(b"v" * 60_000)
+    raw = _publish_packet("a", bytes(100_000), 1, props=props)
+    reader = codec.PacketReader(codec.MQTT5, 60_000, _PREFIX)
+    assert reader.feed(raw[:10]) == []
+    with pytest.raises(codec.ProtocolError, match="60014-byte header"):
+        reader.feed(raw[10:30_000])  # as soon as the properties' length is known
