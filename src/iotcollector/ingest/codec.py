@@ -367,12 +367,12 @@ class PacketReader:
         if header is None:
             return pos
         keep = header + self._prefix
-        if header > length or keep > self._max_publish:
-            raise ProtocolError(
-                f"PUBLISH of {length} bytes with a {header}-byte header (at most "
-                f"{self._max_publish - self._prefix} bytes are read of an oversized one)"
-            )
-        if len(buf) - start < keep:
+        if header > length:
+            raise ProtocolError(f"PUBLISH of {length} bytes with a {header}-byte header")
+        if keep > self._max_publish or len(buf) - start < keep:
+            # Headers too long to keep apart (tens of KB of user properties) are no reason to
+            # refuse the message, which the broker would send again for ever: it is read
+            # whole, as every packet was, within the broker's own packet limit.
             return pos
         body = TruncatedBody(buf[start : start + keep])
         body.length = length
