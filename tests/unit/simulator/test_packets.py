@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from iotcollector.ingest.codec import (
-    MQTT5,
     MQTT311,
     PacketReader,
     decode_publish,
 )
-from iotcollector.ingest.handshake import Will, encode_connect
 from iotcollector.simulator.packets import (
     ack_reason,
     encode_publish,
@@ -16,18 +14,6 @@ from iotcollector.simulator.packets import (
     set_dup,
     topic_prefix,
 )
-
-
-def _device_connect(version: int = MQTT5) -> bytes:
-    """A device's CONNECT: its Last Will and credentials."""
-    return encode_connect(
-        "sim-0001",
-        keepalive=60,
-        will=Will("iot/status/sim-0001", b"offline"),
-        username="u",
-        password="p",
-        version=version,
-    )
 
 
 def test_publish_round_trips_through_the_reader() -> None:
