@@ -289,8 +289,10 @@ def test_no_secret_in_any_log_line_from_any_source(
         _wait_logged(tmp_path / "percent.log", "invalid percent-encoded token")
         _wait_logged(tmp_path / "down.log", "database not available", times=2)
         _wait_logged(tmp_path / "refused.log", "not authori")
+        # Refused credentials are final too: that collector exits 1 after saying so.
+        assert procs["refused"].wait(timeout=30) == 1
         for name, proc in procs.items():
-            if proc.poll() is None:  # the one with the unparsable URL has exited
+            if proc.poll() is None:  # the unparsable URL and the refused one have exited
                 httpx.get(f"http://127.0.0.1:{ports[name]}/api/data", timeout=10)
     finally:
         _stop_all(procs.values())
