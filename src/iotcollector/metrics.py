@@ -265,9 +265,27 @@ class Metrics:
         )
         for table in ("iot_data", "iot_rejected"):
             self.retention_deleted.labels(table=table)
+        self.rollup_buckets_refreshed = Counter(
+            "rollup_buckets_refreshed",
+            "Rollup minutes and hours recomputed from newer readings (PostgreSQL).",
+            namespace=ns,
+            registry=registry,
+        )
+        self.rollup_last_refresh = Gauge(
+            "rollup_last_refresh_timestamp_seconds",
+            "Unix time this collector last finished a rollup refresh pass (0: none yet, "
+            "SQLite, or another replica holds the refresher lock).",
+            namespace=ns,
+            registry=registry,
+        )
 
     def record_retention(self, deleted: Mapping[str, int]) -> None:
         """One finished purge: rows deleted per table."""
         for table, count in deleted.items():
             self.retention_deleted.labels(table=table).inc(count)
         self.retention_last_success.set_to_current_time()
+
+    def record_rollup_refresh(self, buckets: int) -> None:
+        """One finished rollup refresh pass that recomputed ``buckets`` minutes and hours."""
+        self.rollup_buckets_refreshed.inc(buckets)
+        self.rollup_last_refresh.set_to_current_time()

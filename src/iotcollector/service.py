@@ -30,9 +30,10 @@ from iotcollector.pipeline.pipeline import BatchLimits, Pipeline
 from iotcollector.pipeline.replay import ParseSettings, Replayer
 from iotcollector.pipeline.sparkplug_host import restore_births
 from iotcollector.redact import redact_url
-from iotcollector.storage.factory import open_storage
+from iotcollector.storage.factory import SqliteTarget, open_storage, parse_database_url
 from iotcollector.storage.migrations import SchemaTooNewError
 from iotcollector.storage.retention import RetentionTask, open_purger
+from iotcollector.storage.rollups import RollupRefresher
 
 if TYPE_CHECKING:
     import logging
@@ -325,6 +326,12 @@ class Service:
                 on_purged=self.metrics.record_retention,
             )
             background.append(asyncio.create_task(retention.run(), name="retention"))
+        url = self._settings.database_url.get_secret_value()
+        if not isinstance(parse_database_url(url), SqliteTarget):
+            refresher = RollupRefresher(
+                url, self._log.getChild("rollups"), self.metrics.record_rollup_refresh
+            )
+            background.append(asyncio.create_task(refresher.run(), name="rollups"))
         writer = asyncio.create_task(self._pipeline.run(), name="pipeline")
         subscriber = asyncio.create_task(self._subscriber.run(), name="mqtt")
         try:

@@ -1,46 +1,119 @@
-"""Aggregates from the rollups (PostgreSQL, migration 0005) instead of the raw readings.
+"""Rollups on PostgreSQL: aggregates answered from them, and their background refresher.
 
-``iot_rollup_1m`` and ``iot_rollup_1h`` hold count, sum, min and max per series and bucket
-(aligned to the Unix epoch), kept by a statement trigger on ``iot_data`` in the transaction
-that inserts the readings, from the rows really inserted: a duplicate never counts twice, a
-late reading lands in its bucket. A requested bucket that is a whole number of hours reads the
-1-hour rollup, a whole number of minutes the 1-minute one; a bucket of another width reads the
-raw rows. The whole rollup buckets inside ``[start, end)`` come from the rollup, the partial
-ones at either end (less than one rollup width each) from the raw rows, and both are summed
-per requested bucket: the answer is the raw aggregation's, with ``avg`` = sum / count equal to
+``iot_rollup_1m`` and ``iot_rollup_1h`` (migration 0005) hold count, sum, min and max per
+series and bucket (aligned to the Unix epoch). Since migration 0008 they are kept the way
+TimescaleDB keeps its continuous aggregates: the inserting transaction only logs the minutes
+it touched (``iot_rollup_stale_1m``, from the rows really inserted: a duplicate logs
+nothing), and :class:`RollupRefresher` recomputes each closed minute from the raw rows, then
+each closed hour from its minutes (``iot_rollup_stale_1h`` lists the hours waiting), in one
+``REPEATABLE READ`` snapshot per step (the SQL function ``iot_refresh_rollups`` says why that
+is exact under concurrent writes).
+
+Aggregates (:func:`aggregate_query`): a requested bucket that is a whole number of hours reads
+the 1-hour rollup, a whole number of minutes the 1-minute one; a bucket of another width reads
+the raw rows. Inside ``[start, end)`` the whole rollup buckets are read in tiers, in one
+statement (one snapshot): a clean hour from the 1-hour rollup; an hour still pending, or with
+a pending minute, from the 1-minute rollup; a pending minute from the raw rows. The partial
+buckets at either end (less than one rollup width each) come from the raw rows. So the answer
+is the raw aggregation's whatever the refresher's progress, with ``avg`` = sum / count equal to
 PostgreSQL's ``avg`` up to the order of the floating-point additions (about 1e-15 relative).
 SQLite has no rollups and always aggregates raw rows.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from iotcollector.domain.epoch import EPOCH
+from iotcollector.errors import StorageError
 
 if TYPE_CHECKING:
+    import logging
+    from collections.abc import Callable
     from datetime import datetime
 
-__all__ = ["ROLLUPS", "aggregate_query", "rollup_for"]
+    from psycopg import AsyncConnection
+
+__all__ = ["ROLLUPS", "RollupRefresher", "aggregate_query", "refresh_rollups", "rollup_for"]
 
 # (width, table), widest first.
 ROLLUPS = ((timedelta(hours=1), "iot_rollup_1h"), (timedelta(minutes=1), "iot_rollup_1m"))
+HOUR = ROLLUPS[0][0]
 
-_RAW = """
-SELECT date_bin(%(bucket)s, "timestamp", TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket_start,
+# A minute is recomputed once it ended this long ago: readings a little late (clock skew,
+# queueing) still find it pending; later ones make it pending again.
+SETTLE = timedelta(seconds=10)
+# Minutes recomputed per transaction (at 100 k readings/s, one minute is 6 M raw rows).
+MINUTES_PER_STEP = 10
+# The refresher's advisory lock ("iotrollup"), held for a whole pass by one collector.
+LOCK_KEY = 29677418447478896
+
+_EPOCH_SQL = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
+
+_PENDING = f"""
+WITH pending_minutes AS MATERIALIZED (
+    SELECT DISTINCT minute FROM iot_rollup_stale_1m
+    WHERE minute >= %(inner_start)s AND minute < %(inner_end)s
+), pending_hours AS MATERIALIZED (
+    SELECT hour FROM iot_rollup_stale_1h
+    WHERE hour >= %(inner_start)s AND hour < %(inner_end)s
+    UNION
+    SELECT date_bin('1 hour', minute, {_EPOCH_SQL}) FROM pending_minutes
+)"""
+
+_RAW = f"""
+SELECT date_bin(%(bucket)s, "timestamp", {_EPOCH_SQL}) AS bucket_start,
        count(*) AS n, sum(value) AS total, min(value) AS lo, max(value) AS hi
 FROM iot_data
-WHERE sensor_type = %(sensor_type)s {device} AND "timestamp" >= %({lower})s
-  AND "timestamp" < %({upper})s
+WHERE sensor_type = %(sensor_type)s {{device}} AND "timestamp" >= %({{lower}})s
+  AND "timestamp" < %({{upper}})s
 GROUP BY 1"""
 
-_ROLLUP = """
-SELECT date_bin(%(bucket)s, bucket, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket_start,
-       sum(count) AS n, sum(sum) AS total, min(min) AS lo, max(max) AS hi
-FROM {table}
-WHERE sensor_type = %(sensor_type)s {device} AND bucket >= %(inner_start)s
-  AND bucket < %(inner_end)s
+# Clean buckets of the widest rollup.
+_CLEAN_HOURS = f"""
+SELECT date_bin(%(bucket)s, r.bucket, {_EPOCH_SQL}) AS bucket_start,
+       sum(r.count) AS n, sum(r.sum) AS total, min(r.min) AS lo, max(r.max) AS hi
+FROM iot_rollup_1h AS r
+WHERE r.sensor_type = %(sensor_type)s {{device}} AND r.bucket >= %(inner_start)s
+  AND r.bucket < %(inner_end)s
+  AND NOT EXISTS (SELECT 1 FROM pending_hours AS p WHERE p.hour = r.bucket)
+GROUP BY 1"""
+
+_CLEAN_MINUTES = f"""
+SELECT date_bin(%(bucket)s, r.bucket, {_EPOCH_SQL}) AS bucket_start,
+       sum(r.count) AS n, sum(r.sum) AS total, min(r.min) AS lo, max(r.max) AS hi
+FROM iot_rollup_1m AS r
+WHERE r.sensor_type = %(sensor_type)s {{device}} AND r.bucket >= %(inner_start)s
+  AND r.bucket < %(inner_end)s
+  AND NOT EXISTS (SELECT 1 FROM pending_minutes AS p WHERE p.minute = r.bucket)
+GROUP BY 1"""
+
+# The clean minutes of the pending hours (1-hour buckets only).
+_MINUTES_OF_PENDING_HOURS = f"""
+SELECT date_bin(%(bucket)s, r.bucket, {_EPOCH_SQL}) AS bucket_start,
+       sum(r.count) AS n, sum(r.sum) AS total, min(r.min) AS lo, max(r.max) AS hi
+FROM pending_hours AS h
+CROSS JOIN LATERAL (
+    SELECT r.bucket, r.count, r.sum, r.min, r.max FROM iot_rollup_1m AS r
+    WHERE r.sensor_type = %(sensor_type)s {{device}} AND r.bucket >= h.hour
+      AND r.bucket < h.hour + interval '1 hour'
+      AND NOT EXISTS (SELECT 1 FROM pending_minutes AS p WHERE p.minute = r.bucket)
+) AS r
+GROUP BY 1"""
+
+_PENDING_MINUTES_RAW = f"""
+SELECT date_bin(%(bucket)s, d."timestamp", {_EPOCH_SQL}) AS bucket_start,
+       count(*) AS n, sum(d.value) AS total, min(d.value) AS lo, max(d.value) AS hi
+FROM pending_minutes AS m
+CROSS JOIN LATERAL (
+    SELECT "timestamp", value FROM iot_data
+    WHERE sensor_type = %(sensor_type)s {{device}} AND "timestamp" >= m.minute
+      AND "timestamp" < m.minute + interval '1 minute'
+) AS d
 GROUP BY 1"""
 
 _COMBINED = """
@@ -88,15 +161,108 @@ def aggregate_query(
     rollup = rollup_for(bucket)
     inner_start = inner_end = start
     if rollup is not None:
-        width, table = rollup
+        width = rollup[0]
         inner_start, inner_end = _ceil(start, width), _floor(end, width)
     if rollup is None or inner_start >= inner_end:
-        parts = [_RAW.format(device=device, lower="start", upper="end")]
-    else:
-        params["inner_start"], params["inner_end"] = inner_start, inner_end
-        parts = [_ROLLUP.format(table=table, device=device)]
-        if start < inner_start:
-            parts.append(_RAW.format(device=device, lower="start", upper="inner_start"))
-        if inner_end < end:
-            parts.append(_RAW.format(device=device, lower="inner_end", upper="end"))
-    return _COMBINED.format(parts="\n  UNION ALL".join(parts)), params
+        raw = _RAW.format(device=device, lower="start", upper="end")
+        return _COMBINED.format(parts=raw), params
+    params["inner_start"], params["inner_end"] = inner_start, inner_end
+    tiers = [_CLEAN_HOURS, _MINUTES_OF_PENDING_HOURS] if rollup[0] == HOUR else [_CLEAN_MINUTES]
+    parts = [tier.format(device=device) for tier in (*tiers, _PENDING_MINUTES_RAW)]
+    if start < inner_start:
+        parts.append(_RAW.format(device=device, lower="start", upper="inner_start"))
+    if inner_end < end:
+        parts.append(_RAW.format(device=device, lower="inner_end", upper="end"))
+    return _PENDING + _COMBINED.format(parts="\n  UNION ALL".join(parts)), params
+
+
+async def refresh_rollups(
+    conn: AsyncConnection[Any], *, settle: timedelta = SETTLE, step: int = MINUTES_PER_STEP
+) -> int | None:
+    """Recompute every pending minute and hour that is due; ``None`` if another collector is.
+
+    ``conn`` is in autocommit mode; each step is its own ``REPEATABLE READ`` transaction of
+    at most ``step`` minutes. Returns the number of minutes and hours recomputed.
+    """
+    cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
+    row = await cur.fetchone()
+    if row is None or not row[0]:
+        return None
+    done = 0
+    try:
+        while True:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cur = await conn.execute(
+                    "SELECT iot_refresh_rollups(now() - %s, %s)", (settle, step)
+                )
+                row = await cur.fetchone()
+            made = int(row[0]) if row is not None else 0
+            if not made:
+                return done
+            done += made
+    finally:
+        if not conn.closed:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+
+@dataclass(slots=True)
+class RollupRefresher:
+    """Refreshes the rollups every ``interval_s`` on its own connection (PostgreSQL only)."""
+
+    url: str
+    logger: logging.Logger
+    on_refreshed: Callable[[int], None]
+    interval_s: float = 5.0
+    connect_timeout_s: float = 5.0
+    _conn: AsyncConnection[Any] | None = None
+    _failing: bool = False
+
+    async def run_once(self) -> int | None:
+        from iotcollector.storage.postgres_connection import connect  # noqa: PLC0415 - lazy
+        from iotcollector.storage.postgres_errors import translate_error  # noqa: PLC0415
+
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = await connect(self.url, self.connect_timeout_s)
+            started = time.perf_counter()
+            done = await refresh_rollups(self._conn)
+        except Exception as exc:
+            await self.close()
+            raise translate_error(exc, "rollup refresh") from exc
+        if done is not None:
+            self.on_refreshed(done)
+            if done:
+                self.logger.debug(
+                    "rollups: %d minutes and hours recomputed in %.3f s",
+                    done,
+                    time.perf_counter() - started,
+                )
+        return done
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    await self.run_once()
+                except StorageError as exc:
+                    if not self._failing:
+                        self.logger.warning(
+                            "rollup refresh failed (retried; aggregates stay exact, reading "
+                            "more raw rows meanwhile): %s",
+                            exc,
+                        )
+                    self._failing = True
+                else:
+                    if self._failing:
+                        self.logger.info("rollup refresh works again")
+                    self._failing = False
+                await asyncio.sleep(self.interval_s)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        from iotcollector.storage.postgres_connection import close_quietly  # noqa: PLC0415
+
+        conn, self._conn = self._conn, None
+        await close_quietly(conn)

@@ -27,7 +27,11 @@ def test_aligned_range_reads_the_rollup_only() -> None:
         bucket=timedelta(hours=1),
     )
     assert "FROM iot_rollup_1h" in sql
-    assert "FROM iot_data" not in sql
+    # Raw rows only for the minutes still pending (no partial bucket at either end).
+    assert sql.count("FROM iot_data") == 1
+    assert "FROM pending_minutes" in sql
+    assert '"timestamp" >= %(start)s' not in sql
+    assert '"timestamp" < %(end)s' not in sql
     assert (params["inner_start"], params["inner_end"]) == (T0, T0 + timedelta(days=1))
 
 
@@ -38,7 +42,8 @@ def test_unaligned_ends_read_raw_rows_for_the_partial_buckets() -> None:
         sensor_type="t", device_id=None, start=start, end=end, bucket=timedelta(minutes=2)
     )
     assert "FROM iot_rollup_1m" in sql
-    assert sql.count("FROM iot_data") == 2
+    assert "FROM iot_rollup_1h" not in sql
+    assert sql.count("FROM iot_data") == 3  # both ends, and the pending minutes
     assert "device_id =" not in sql
     assert params["inner_start"] == T0 + timedelta(minutes=2)
     assert params["inner_end"] == T0 + timedelta(minutes=10)
