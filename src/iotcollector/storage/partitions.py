@@ -139,7 +139,7 @@ async def drop_before(
     ``conn`` is in autocommit mode (``DETACH … CONCURRENTLY`` cannot run in a transaction).
     The partition lock is held for the whole pass: no collector creates a partition meanwhile,
     so a detached range receives no row and the count of readings dropped (the 1-hour rollups'
-    counts of that range) is exact.
+    counts of that range) is exact once the refresher has recomputed those hours.
     """
     horizon = align_down(cutoff, HOUR)
     result = DropResult(rows_deleted={"iot_data": 0})
