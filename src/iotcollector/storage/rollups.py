@@ -23,6 +23,7 @@ SQLite has no rollups and always aggregates raw rows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -202,7 +203,8 @@ async def refresh_rollups(
                 return done
             done += made
     finally:
-        if not conn.closed:
+        # A broken connection has dropped the lock with it; its error is the one to report.
+        with contextlib.suppress(Exception):
             await conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
 
 
