@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from iotcollector.domain.epoch import EPOCH
+from iotcollector.storage.rollups import refresh_rollups
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -139,10 +140,12 @@ async def drop_before(
     ``conn`` is in autocommit mode (``DETACH … CONCURRENTLY`` cannot run in a transaction).
     The partition lock is held for the whole pass: no collector creates a partition meanwhile,
     so a detached range receives no row and the count of readings dropped (the 1-hour rollups'
-    counts of that range) is exact once the refresher has recomputed those hours.
+    counts of that range, recomputed first for every hour before the horizon) is exact.
     """
     horizon = align_down(cutoff, HOUR)
     result = DropResult(rows_deleted={"iot_data": 0})
+    # The readings dropped are counted from the 1-hour rollups: bring those hours up to date.
+    await refresh_rollups(conn, closed_before=horizon, wait=True)
     await conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
     try:
         await _drop_leftovers(conn, result)

@@ -178,24 +178,34 @@ def aggregate_query(
 
 
 async def refresh_rollups(
-    conn: AsyncConnection[Any], *, settle: timedelta = SETTLE, step: int = MINUTES_PER_STEP
+    conn: AsyncConnection[Any],
+    *,
+    closed_before: datetime | None = None,
+    wait: bool = False,
+    step: int = MINUTES_PER_STEP,
 ) -> int | None:
-    """Recompute every pending minute and hour that is due; ``None`` if another collector is.
+    """Recompute every pending minute and hour that ended by ``closed_before`` (default:
+    ``SETTLE`` ago, by the database's clock); ``None`` if another collector holds the
+    refresher lock and ``wait`` is false (with ``wait``, wait for it).
 
     ``conn`` is in autocommit mode; each step is its own ``REPEATABLE READ`` transaction of
     at most ``step`` minutes. Returns the number of minutes and hours recomputed.
     """
-    cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
-    row = await cur.fetchone()
-    if row is None or not row[0]:
-        return None
+    if wait:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+    else:
+        cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
+        row = await cur.fetchone()
+        if row is None or not row[0]:
+            return None
     done = 0
     try:
         while True:
             async with conn.transaction():
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cur = await conn.execute(
-                    "SELECT iot_refresh_rollups(now() - %s, %s)", (settle, step)
+                    "SELECT iot_refresh_rollups(coalesce(%s, now() - %s), %s)",
+                    (closed_before, SETTLE, step),
                 )
                 row = await cur.fetchone()
             made = int(row[0]) if row is not None else 0
