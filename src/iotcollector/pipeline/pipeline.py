@@ -1,4 +1,4 @@
-"""Bounded queue → batches → one committed write → acknowledgements.
+"""Bounded queue → batches → committed writes → acknowledgements, in arrival order.
 
 Messages are parsed as they are submitted (a few µs each) and queued with their
 acknowledgement tokens, one queue item per chunk read from the socket. A payload of
@@ -6,12 +6,19 @@ acknowledgement tokens, one queue item per chunk read from the socket. A payload
 message of 10,000 invalid items costs ~50 ms of Python, which on the event loop would hold up
 every HTTP answer and read for that long, while a thread yields the interpreter to the loop
 every few milliseconds. Its queue item is written only once parsed, and items are written in
-order, so acknowledgements keep the order of arrival. Batches are flushed by
-size or age, and only after the commit are their tokens handed to ``on_committed`` (which
-sends the PUBACKs). Transient database errors are retried with capped exponential backoff and
-jitter, for as long as it takes: the queue is bounded by ``max_pending`` messages and
-``max_pending_rows`` rows, and ``on_pressure(True)`` asks the source to stop reading until it
-has drained to half.
+order, so acknowledgements keep the order of arrival. Batches are flushed by size or age, and
+only after the commit are their tokens handed to ``on_committed`` (which sends the PUBACKs).
+
+With a storage that takes ``concurrent_writes`` > 1 (PostgreSQL: 2), that many batches are
+written at once, each its own transaction: the next batch is formed and written while the
+previous one commits. Tokens are still handed over in arrival order: a batch committed before
+an earlier one waits for it. A batch with status changes (presence, Sparkplug births) is
+written alone, after every earlier batch and before any later one, since their order decides
+a device's status and the births kept.
+
+Transient database errors are retried with capped exponential backoff and jitter, for as long
+as it takes: the queue is bounded by ``max_pending`` messages and ``max_pending_rows`` rows,
+and ``on_pressure(True)`` asks the source to stop reading until it has drained to half.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from iotcollector.errors import (
 
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Coroutine, Sequence
 
     from iotcollector.metrics import Metrics
     from iotcollector.pipeline.mapped import MappedTopics
@@ -85,6 +92,23 @@ class _Item(Generic[T]):
     parsing: int = 0  # messages of this item still being parsed in the worker thread
 
 
+@dataclass(eq=False, slots=True)
+class _Flight(Generic[T]):
+    """An MQTT batch taken from the queue: written, then acknowledged in arrival order."""
+
+    tokens: list[T]
+    readings: list[Reading]
+    dead_letters: list[DeadLetter]
+    statuses: list[StatusChange]
+    rows: int
+    committed: bool = False
+
+    @property
+    def alone(self) -> bool:
+        """Status changes: written after the earlier batches, before the later ones."""
+        return bool(self.statuses)
+
+
 @dataclass(frozen=True, slots=True)
 class BatchLimits:
     max_size: int = 2000
@@ -114,8 +138,10 @@ class Pipeline(Generic[T]):
         status_topic_prefix: str | None = None,
         device_topics: bool = False,
         mapped: MappedTopics | None = None,
+        concurrent_writes: int = 1,
     ) -> None:
         self._storage = storage
+        self._concurrency = max(1, concurrent_writes)
         self._metrics = metrics
         self._log = logger
         self._on_committed = on_committed
@@ -130,6 +156,11 @@ class Pipeline(Generic[T]):
         self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iot-parse")
         self._items: deque[_Item[T]] = deque()
         self._direct: deque[tuple[list[Reading], asyncio.Future[WriteResult]]] = deque()
+        # MQTT batches being written or committed and waiting for an earlier one, in order.
+        self._flights: deque[_Flight[T]] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._crash: BaseException | None = None
+        self._status_items = 0  # queued items with status changes
         self._rows = 0
         self._queued = 0
         self._writing = 0
@@ -182,6 +213,7 @@ class Pipeline(Generic[T]):
         self._items.append(item)
         self._queued += len(messages)
         self._rows += len(item.readings) + len(item.dead_letters) + len(item.statuses)
+        self._status_items += bool(item.statuses)
         for msg in offload:
             item.parsing += 1
             self._parser.submit(self._parse_default, msg, now).add_done_callback(
@@ -311,32 +343,77 @@ class Pipeline(Generic[T]):
     async def run(self) -> None:
         """Write batches until closed and drained (or abandoned at the shutdown deadline).
 
-        Fair: when an HTTP write waits and an MQTT batch is due (full or old enough), they
-        take turns, so neither a steady stream of POSTs nor a backlog of MQTT messages
-        starves the other.
+        Up to ``concurrent_writes`` writes at once (MQTT batches and HTTP writes), at most that
+        many MQTT batches not yet acknowledged. Fair: when an HTTP write waits and an MQTT
+        batch is due (full or old enough), they take turns, so neither a steady stream of
+        POSTs nor a backlog of MQTT messages starves the other.
         """
         direct_last = False
-        while not self._abandon:
-            due = self._batch_due()
-            if self._direct and not (due and direct_last):
-                direct_last = True
-                await self._write_direct(*self._direct.popleft())
-                continue
-            if due:
-                direct_last = False
-                await self._write_next_batch()
-                continue
-            if not self._items and self._closing:
-                return
-            self._wakeup.clear()
-            wait = (
-                self._limits.max_delay_s - (time.monotonic() - self._items[0].queued_at)
-                if self._items and not self._items[0].parsing
-                else None  # woken when the first item is parsed
-            )
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await self._wakeup.wait()
+        try:
+            while not self._abandon:
+                if self._crash is not None:
+                    raise self._crash
+                can_write = len(self._tasks) < self._concurrency
+                can_batch = can_write and self._may_start_batch()
+                due = can_batch and self._batch_due()
+                if can_write and self._direct and not (due and direct_last):
+                    direct_last = True
+                    self._start(self._write_direct(*self._direct.popleft()))
+                    continue
+                if due:
+                    direct_last = False
+                    self._start(self._write_batch(self._next_batch()))
+                    continue
+                if self._closing and not (self._items or self._direct or self._tasks):
+                    return
+                self._wakeup.clear()
+                wait = (
+                    self._limits.max_delay_s - (time.monotonic() - self._items[0].queued_at)
+                    if can_batch and self._items and not self._items[0].parsing
+                    else None  # woken when the first item is parsed or a write ends
+                )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._wakeup.wait()
+        finally:
+            # Abandoned or cancelled: the writes still running are not acknowledged.
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _may_start_batch(self) -> bool:
+        """Room for another MQTT batch, and neither it nor the one before is to be alone."""
+        flights = self._flights
+        if not flights:
+            return True
+        return (
+            len(flights) < self._concurrency
+            and not flights[-1].alone
+            and not (self._status_items and self._next_batch_alone())
+        )
+
+    def _next_batch_alone(self) -> bool:
+        """Whether the batch :meth:`_next_batch` would take now has status changes."""
+        rows, first = 0, True
+        for item in self._items:
+            if item.parsing or (not first and rows >= self._limits.max_size):
+                return False
+            if item.statuses:
+                return True
+            rows += len(item.readings) + len(item.dead_letters)
+            first = False
+        return False
+
+    def _start(self, write: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(write)
+        self._tasks.add(task)
+        task.add_done_callback(self._write_ended)
+
+    def _write_ended(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._crash = self._crash or exc  # a bug: run() raises it
+        self._wakeup.set()
 
     def _batch_due(self) -> bool:
         """An MQTT batch is to be written now: full, old enough, or we are closing."""
@@ -352,7 +429,7 @@ class Pipeline(Generic[T]):
     async def _write_direct(
         self, readings: list[Reading], future: asyncio.Future[WriteResult]
     ) -> None:
-        self._writing = 1
+        self._writing += 1
         try:
             result = await self._write_with_retry(readings, [])
         except _AbandonedError:
@@ -360,41 +437,48 @@ class Pipeline(Generic[T]):
                 future.set_exception(PipelineBusyError("the collector is shutting down"))
             return
         finally:
-            self._writing = 0
+            self._writing -= 1
         self._record(result, readings, len(readings), 0)
         if not future.done():
             future.set_result(result)
         if not self.pending:
             self._drained.set()
 
-    async def _write_next_batch(self) -> None:
-        tokens: list[T] = []
-        readings: list[Reading] = []
-        dead: list[DeadLetter] = []
-        statuses: list[StatusChange] = []
-        rows = 0
+    def _next_batch(self) -> _Flight[T]:
+        """Take the next MQTT batch from the queue, in order, as the newest flight."""
+        flight: _Flight[T] = _Flight([], [], [], [], 0)
         while (
             self._items
             and not self._items[0].parsing
-            and (not tokens or rows < self._limits.max_size)
+            and (not flight.tokens or flight.rows < self._limits.max_size)
         ):
             item = self._items.popleft()
-            tokens.extend(item.tokens)
-            readings.extend(item.readings)
-            dead.extend(item.dead_letters)
-            statuses.extend(item.statuses)
-            rows += len(item.readings) + len(item.dead_letters) + len(item.statuses)
-        self._rows -= rows
-        self._queued -= len(tokens)
-        self._writing = len(tokens)
+            flight.tokens.extend(item.tokens)
+            flight.readings.extend(item.readings)
+            flight.dead_letters.extend(item.dead_letters)
+            flight.statuses.extend(item.statuses)
+            self._status_items -= bool(item.statuses)
+            flight.rows += len(item.readings) + len(item.dead_letters) + len(item.statuses)
+        self._rows -= flight.rows
+        self._queued -= len(flight.tokens)
+        self._writing += len(flight.tokens)
+        self._flights.append(flight)
+        return flight
+
+    async def _write_batch(self, flight: _Flight[T]) -> None:
+        """Write one batch; then acknowledge every committed batch no earlier one holds up."""
         try:
-            result = await self._write_with_retry(readings, dead, statuses)
+            result = await self._write_with_retry(
+                flight.readings, flight.dead_letters, flight.statuses
+            )
         except _AbandonedError:
             return
-        finally:
-            self._writing = 0
-        self._record(result, readings, rows, len(dead))
-        self._on_committed(tokens)
+        self._record(result, flight.readings, flight.rows, len(flight.dead_letters))
+        flight.committed = True
+        while self._flights and self._flights[0].committed:
+            done = self._flights.popleft()
+            self._writing -= len(done.tokens)
+            self._on_committed(done.tokens)
         limits = self._limits
         if (
             self._paused
