@@ -103,6 +103,7 @@ class Service:
         self._storage: Database = open_storage(
             settings.database_url.get_secret_value(),
             partition_interval=settings.partition_interval,
+            device_offline_after=timedelta(seconds=settings.device_offline_after_s),
         )
         self._database_ok = False
         self._exit_code = 0
@@ -157,6 +158,7 @@ class Service:
             status_topic_prefix=s.status_topic_prefix,
             device_topics=s.mqtt_device_topics,
             mapped=self._mapped,
+            concurrent_writes=self._storage.concurrent_writes,
         )
 
     def readiness(self) -> dict[str, bool]:

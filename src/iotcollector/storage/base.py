@@ -56,6 +56,10 @@ class Storage(BatchWriter, Protocol):
     ``PermanentStorageError`` (this data can never be written).
     """
 
+    @property
+    def concurrent_writes(self) -> int:
+        """How many ``write_batch`` calls may run at once, each its own transaction."""
+
     async def open(self) -> None:
         """Connect. Raises ``TransientStorageError`` while the database is unreachable."""
 

@@ -11,7 +11,11 @@ from typing import TYPE_CHECKING
 
 from iotcollector.storage.base import KEPT_BIRTHS
 from iotcollector.storage.postgres_reader import PostgresReader
-from iotcollector.storage.postgres_writer import DEFAULT_PARTITION_INTERVAL, PostgresWriter
+from iotcollector.storage.postgres_writer import (
+    DEFAULT_PARTITION_INTERVAL,
+    LAST_SEEN_RESOLUTION,
+    PostgresWriter,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -44,6 +48,7 @@ class PostgresStorage:
         read_timeout_s: float = 30.0,
         partition_interval: timedelta = DEFAULT_PARTITION_INTERVAL,
         kept_births: int = KEPT_BIRTHS,
+        last_seen_resolution: timedelta = LAST_SEEN_RESOLUTION,
     ) -> None:
         self._writer = PostgresWriter(
             url,
@@ -51,7 +56,9 @@ class PostgresStorage:
             operation_timeout_s=operation_timeout_s,
             partition_interval=partition_interval,
             kept_births=kept_births,
+            last_seen_resolution=last_seen_resolution,
         )
+        self.concurrent_writes = self._writer.concurrent_writes
         self._reader = PostgresReader(
             url,
             connect_timeout_s=connect_timeout_s,

@@ -1,4 +1,4 @@
-"""The ingest side of PostgreSQL: one writer connection, one ping connection, migrations.
+"""The ingest side of PostgreSQL: two writer connections, one ping connection, migrations.
 
 ``write_batch`` is one transaction: readings (idempotent), dead letters and the devices
 registry, committed before it returns. The readings are first ``COPY``'d (binary) straight
@@ -7,20 +7,33 @@ redelivery) fails on the unique key and goes through a temporary staging table f
 ``COPY`` then ``INSERT … SELECT … ON CONFLICT DO NOTHING``. The direct path costs PostgreSQL
 about half the CPU per row of the staging one (``bench/README.md``).
 
+Two batches may be written at once, each on its own writer connection (:data:`WRITERS`,
+each with its staging table), so that one is copied while the other commits: one
+connection's round trips (COPY, devices, commit) no longer bound ingest. The pipeline still
+acknowledges in arrival order, and writes a batch with status changes alone. Between the two
+transactions, devices rows are locked in ``device_id`` order and rollup rows likewise
+(migration 0005): they may wait for each other, not deadlock. A reading redelivered in both
+can deadlock them: PostgreSQL cancels one, a transient error, and that batch is retried.
+
 On a transient error (connection loss, shutdown, overload, serialization failure, deadlock)
-the connection is dropped and re-made on the next call. A batch refused for a row's data is
-retried with the rows bisected under savepoints (:class:`~iotcollector.storage.batch.
-Bisection`), and each refused reading goes to ``iot_rejected`` so the rest lands.
+that batch's connection is dropped and made again on its next use. A batch refused for a
+row's data is retried with the rows bisected under savepoints (:class:`~iotcollector.storage.
+batch.Bisection`), and each refused reading goes to ``iot_rejected`` so the rest lands.
 
 Devices registry: ``first_seen`` / ``last_seen`` are the collector's storage time
-(``now()``, the transaction's time), not the devices' clocks, which may be wrong.
+(``now()``, the transaction's time), not the devices' clocks, which may be wrong. A device
+already ``online`` with a ``last_seen`` less than ``last_seen_resolution`` old (at most 1 s,
+``storage.factory``) is left alone: a steady sender's row is updated about once a second,
+not by every batch (an update, its WAL and a row lock the concurrent batch would wait for).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -37,7 +50,7 @@ from iotcollector.storage.postgres_errors import error_message, is_row_error, tr
 from iotcollector.storage.query import POSTGRES, BirthTrim, trim_births_query
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Sequence
 
     from psycopg import AsyncConnection
 
@@ -57,11 +70,18 @@ class InsertReadings(Protocol):
 
 
 DEFAULT_PARTITION_INTERVAL = timedelta(days=1)
-# How often the writer makes sure the next partitions exist, and how many times a batch that
-# met a missing partition is written again after creating it (only a retention pass dropping
-# that very partition at the same moment makes a second attempt fail).
+# How often the writer makes sure the next partitions exist, and how many times a batch is
+# written again at once: after creating the partition it missed (only a retention pass
+# dropping that very partition at the same moment makes a second attempt fail), or after
+# PostgreSQL chose it to break a deadlock with the other writer.
 PARTITION_CHECK_S = 300.0
-PARTITION_ATTEMPTS = 3
+WRITE_ATTEMPTS = 3
+# Errors of a transaction that met another one; the other goes on, this one is tried again.
+_CONFLICTS = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
+# Writer connections: batches written at once (the pipeline's ``concurrent_writes``).
+WRITERS = 2
+# A device online and seen this recently keeps its devices row as it is (see above).
+LAST_SEEN_RESOLUTION = timedelta(seconds=1)
 
 _STAGING = "iot_data_staging"
 _CREATE_STAGING = f"""
@@ -81,9 +101,16 @@ INSERT INTO iot_data (device_id, sensor_type, value, unit, "timestamp")
 SELECT device_id, sensor_type, value, unit, ts FROM {_STAGING}
 ON CONFLICT DO NOTHING
 """
+# ORDER BY: every writer locks devices rows in the same order. The NOT EXISTS reads the
+# committed rows without locking them.
 _UPSERT_DEVICES = """
 INSERT INTO devices AS d (device_id, first_seen, last_seen, status)
-SELECT id, now(), now(), 'online' FROM unnest(%s::text[]) AS u(id)
+SELECT u.id, now(), now(), 'online' FROM unnest(%s::text[]) AS u(id)
+WHERE NOT EXISTS (
+    SELECT 1 FROM devices AS r
+    WHERE r.device_id = u.id AND r.status = 'online' AND r.last_seen > now() - %s::interval
+)
+ORDER BY 1
 ON CONFLICT (device_id) DO UPDATE
 SET last_seen = greatest(d.last_seen, excluded.last_seen), status = 'online'
 """
@@ -139,8 +166,15 @@ async def copy_readings(
         return stored
 
 
+@dataclass(eq=False, slots=True)
+class _Writer:
+    """One writer connection, made on first use and after it was dropped."""
+
+    conn: AsyncConnection[Any] | None = None
+
+
 class PostgresWriter:
-    """Batches, presence and migrations on one connection; ``ping`` on its own."""
+    """Batches, presence and migrations on ``writers`` connections; ``ping`` on its own."""
 
     def __init__(  # noqa: PLR0913 - keyword-only tuning knobs of one backend
         self,
@@ -151,8 +185,11 @@ class PostgresWriter:
         insert: InsertReadings = copy_readings,
         partition_interval: timedelta = DEFAULT_PARTITION_INTERVAL,
         kept_births: int = KEPT_BIRTHS,
+        writers: int = WRITERS,
+        last_seen_resolution: timedelta = LAST_SEEN_RESOLUTION,
     ) -> None:
         self._url = url
+        self._last_seen_resolution = last_seen_resolution
         self._birth_trim = BirthTrim(kept_births)
         self._partition_interval = partition_interval
         self._partitions_checked_at = -math.inf
@@ -160,26 +197,37 @@ class PostgresWriter:
         self._connect_timeout_s = connect_timeout_s
         self._operation_timeout_s = operation_timeout_s
         self._insert = insert
-        self._writer: AsyncConnection[Any] | None = None
+        self.concurrent_writes = writers
+        # Idle writers, the last used on top (one at a time keeps a single connection busy).
+        self._idle = [_Writer() for _ in range(writers)]
+        self._free = asyncio.Semaphore(writers)
         self._pinger: AsyncConnection[Any] | None = None
-        self._writer_lock = asyncio.Lock()
         self._ping_lock = asyncio.Lock()
 
     # -- life cycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        async with self._writer_lock:
-            await self._writer_connection()
+        async with self._writer() as writer:
+            await self._connection(writer)
 
     async def close(self) -> None:
-        async with self._writer_lock:
-            await self._drop_writer()
+        """Drop every writer connection (after the write it is busy with) and the pinger."""
+        taken = 0
+        try:
+            while taken < self.concurrent_writes:
+                await self._free.acquire()
+                taken += 1
+            for writer in self._idle:
+                await self._drop(writer)
+        finally:
+            for _ in range(taken):
+                self._free.release()
         async with self._ping_lock:
             await self._drop_pinger()
 
     async def migrate(self) -> list[str]:
-        async with self._writer_lock:
-            conn = await self._writer_connection()
+        async with self._writer() as writer:
+            conn = await self._connection(writer)
             try:
                 applied = await migrate_postgres(conn)
                 await self._create_partitions_ahead(conn)
@@ -190,7 +238,7 @@ class PostgresWriter:
             except Exception as exc:
                 error = translate_error(exc, "migration")
                 if isinstance(error, TransientStorageError):
-                    await self._drop_writer()
+                    await self._discard(writer)
                 raise error from exc
 
     async def ping(self) -> None:
@@ -215,10 +263,10 @@ class PostgresWriter:
         dead_letters: Sequence[DeadLetter],
         statuses: Sequence[StatusChange] = (),
     ) -> WriteResult:
-        async with self._writer_lock:
+        async with self._writer() as writer:
             try:
                 async with asyncio.timeout(self._operation_timeout_s):
-                    conn = await self._writer_connection()
+                    conn = await self._connection(writer)
                     if (
                         self._migrated
                         and time.monotonic() - self._partitions_checked_at > PARTITION_CHECK_S
@@ -229,13 +277,13 @@ class PostgresWriter:
                     )
             except asyncio.CancelledError:
                 # Cancelled mid-statement: the connection's state is unknown, start afresh.
-                await self._drop_writer()
+                await self._drop(writer)
                 raise
             except Exception as exc:
                 # The whole batch failed: the next attempt starts on a fresh connection, which
                 # also picks up settings fixed meanwhile (default_transaction_read_only, a
                 # failover, new privileges).
-                await self._drop_writer()
+                await self._discard(writer)
                 raise translate_error(exc, "write") from exc
 
     async def _write_creating_partitions(
@@ -245,20 +293,23 @@ class PostgresWriter:
         dead_letters: Sequence[DeadLetter],
         statuses: Sequence[StatusChange],
     ) -> WriteResult:
-        """Write; a reading whose partition is missing has it created, then all is rewritten."""
-        for _ in range(PARTITION_ATTEMPTS):
+        """Write; a reading whose partition is missing has it created, then all is rewritten;
+        so is a batch rolled back to break a deadlock. A row's data error isolates the row."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 return await self._write(conn, readings, dead_letters, statuses, isolate=False)
             except psycopg.Error as exc:
-                if is_missing_partition(exc):
+                if attempt < WRITE_ATTEMPTS and is_missing_partition(exc):
                     await create_for(
                         conn, (r.timestamp for r in readings), self._partition_interval
                     )
+                elif attempt < WRITE_ATTEMPTS and exc.sqlstate in _CONFLICTS:
                     continue
-                if not readings or not is_row_error(exc):
+                elif readings and is_row_error(exc):
+                    break
+                else:
                     raise
-            return await self._write(conn, readings, dead_letters, statuses, isolate=True)
-        raise TransientStorageError("postgresql write failed: its partition was dropped meanwhile")
+        return await self._write(conn, readings, dead_letters, statuses, isolate=True)
 
     async def _create_partitions_ahead(self, conn: AsyncConnection[Any]) -> None:
         await create_ahead(conn, datetime.now(UTC), self._partition_interval)
@@ -287,7 +338,10 @@ class PostgresWriter:
                 now=datetime.now(UTC),
             )
             if done.accepted:
-                await conn.execute(_UPSERT_DEVICES, (distinct_devices(done.accepted),))
+                await conn.execute(
+                    _UPSERT_DEVICES,
+                    (distinct_devices(done.accepted), self._last_seen_resolution),
+                )
             if statuses:
                 async with conn.cursor() as cur:
                     await cur.executemany(
@@ -335,25 +389,36 @@ class PostgresWriter:
         )
 
     async def _update(self, doing: str, sql: str, params: tuple[object, ...]) -> int:
-        """One statement in its own transaction on the writer connection; its row count."""
-        async with self._writer_lock:
+        """One statement in its own transaction on a writer connection; its row count."""
+        async with self._writer() as writer:
             try:
                 async with asyncio.timeout(self._operation_timeout_s):
-                    conn = await self._writer_connection()
+                    conn = await self._connection(writer)
                     async with conn.transaction():
                         cur = await conn.execute(sql, params)
                         return cur.rowcount
             except Exception as exc:
                 error = translate_error(exc, doing)
                 if isinstance(error, TransientStorageError) or isinstance(exc, TimeoutError):
-                    await self._drop_writer()
+                    await self._discard(writer)
                 raise error from exc
 
     # -- connections ------------------------------------------------------------------------
 
-    async def _writer_connection(self) -> AsyncConnection[Any]:
-        if self._writer is not None and not self._writer.closed:
-            return self._writer
+    @contextlib.asynccontextmanager
+    async def _writer(self) -> AsyncIterator[_Writer]:
+        """An idle writer, waited for, used by this caller alone until the block ends."""
+        async with self._free:
+            writer = self._idle.pop()
+            try:
+                yield writer
+            finally:
+                self._idle.append(writer)
+
+    async def _connection(self, writer: _Writer) -> AsyncConnection[Any]:
+        """The writer's connection, made (with its staging table) if it has none."""
+        if writer.conn is not None and not writer.conn.closed:
+            return writer.conn
         conn = await connect(self._url, self._connect_timeout_s)
         try:
             async with asyncio.timeout(self._connect_timeout_s):
@@ -361,11 +426,19 @@ class PostgresWriter:
         except Exception as exc:
             await conn.close()
             raise translate_error(exc, "connect") from exc
-        self._writer = conn
+        writer.conn = conn
         return conn
 
-    async def _drop_writer(self) -> None:
-        conn, self._writer = self._writer, None
+    async def _discard(self, writer: _Writer) -> None:
+        """After a failure: drop this writer's connection and the idle ones' (a restarted or
+        failed-over server broke them too; each would fail its next batch once)."""
+        await self._drop(writer)
+        for idle in list(self._idle):
+            await self._drop(idle)
+
+    @staticmethod
+    async def _drop(writer: _Writer) -> None:
+        conn, writer.conn = writer.conn, None
         await close_quietly(conn)
 
     async def _drop_pinger(self) -> None:

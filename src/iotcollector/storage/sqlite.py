@@ -131,6 +131,9 @@ def translate_sqlite_error(exc: BaseException, doing: str) -> StorageError:
 class SqliteStorage:
     """The :class:`~iotcollector.storage.base.Storage` on one SQLite file."""
 
+    # One writer thread and connection: SQLite takes one writing transaction at a time.
+    concurrent_writes = 1
+
     def __init__(  # noqa: PLR0913 - keyword-only tuning knobs of one backend
         self,
         path: str,
