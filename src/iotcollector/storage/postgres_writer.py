@@ -11,9 +11,10 @@ Two batches may be written at once, each on its own writer connection (:data:`WR
 each with its staging table), so that one is copied while the other commits: one
 connection's round trips (COPY, devices, commit) no longer bound ingest. The pipeline still
 acknowledges in arrival order, and writes a batch with status changes alone. Between the two
-transactions, devices rows are locked in ``device_id`` order and rollup rows likewise
-(migration 0005): they may wait for each other, not deadlock. A reading redelivered in both
-can deadlock them: PostgreSQL cancels one, a transient error, and that batch is retried.
+transactions, devices rows are locked in ``device_id`` order (the rollup trigger only appends
+to its log, migration 0008): they may wait for each other, not deadlock. A reading
+redelivered in both, in crossing order, can deadlock them: PostgreSQL cancels one, which is
+written again at once on its connection.
 
 On a transient error (connection loss, shutdown, overload, serialization failure, deadlock)
 that batch's connection is dropped and made again on its next use. A batch refused for a
