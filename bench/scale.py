@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 RESULTS = ROOT / "bench" / "results"
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
+EPOCH_SQL = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
 PG_SETTINGS = {
     **api_bench.PG_SETTINGS,
     "track_commit_timestamp": "on",  # ingest: the exact time of the last commit
@@ -358,11 +359,22 @@ def _drain(
 
 
 def _forget_live(url: str) -> None:
-    """Remove the live readings of a previous drain (they would be duplicates)."""
-    with psycopg.connect(url, autocommit=True) as conn:
+    """Remove the live readings of a previous drain (they would be duplicates), and recompute
+    the rollups of the hours they were in from what is left (no collector is running)."""
+    since = _live_since().replace(minute=0, second=0, microsecond=0)
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
         conn.execute('DELETE FROM iot_data WHERE "timestamp" >= %s', (_live_since(),))
-        for table in ("iot_rollup_1m", "iot_rollup_1h"):
-            conn.execute(f"DELETE FROM {table} WHERE bucket >= %s", (_live_since() - HOUR,))
+        conn.execute("DELETE FROM iot_rollup_stale_1m WHERE minute >= %s", (since,))
+        conn.execute("DELETE FROM iot_rollup_stale_1h WHERE hour >= %s", (since,))
+        for width, table in (("minute", "iot_rollup_1m"), ("hour", "iot_rollup_1h")):
+            conn.execute(f"DELETE FROM {table} WHERE bucket >= %s", (since,))
+            conn.execute(
+                f"INSERT INTO {table} (sensor_type, device_id, bucket, count, sum, min, max) "
+                f"SELECT sensor_type, device_id, date_bin('1 {width}', \"timestamp\", "
+                f"{EPOCH_SQL}), count(*), sum(value), min(value), max(value) FROM iot_data "
+                'WHERE "timestamp" >= %s GROUP BY 1, 2, 3',
+                (since,),
+            )
 
 
 # -- API ------------------------------------------------------------------------------------
