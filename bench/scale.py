@@ -628,7 +628,7 @@ def main() -> int:
     result = {
         "command": args.command,
         "started": started.isoformat(timespec="seconds"),
-        "git": git(),
+        "git": git("describe", "--always", "--dirty"),
         "machine": machine(),
         "load_1m_before": _load_avg(),
         "result": commands[args.command](args),
