@@ -14,7 +14,7 @@ acknowledges in arrival order, and writes a batch with status changes alone. Bet
 transactions, devices rows are locked in ``device_id`` order (the rollup trigger only appends
 to its log, migration 0008): they may wait for each other, not deadlock. A reading
 redelivered in both, in crossing order, can deadlock them: PostgreSQL cancels one, which is
-written again at once on its connection.
+written again on its connection once the other write ended (it would meet the same readings).
 
 On a transient error (connection loss, shutdown, overload, serialization failure, deadlock)
 that batch's connection is dropped and made again on its next use. A batch refused for a
@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -72,7 +72,7 @@ class InsertReadings(Protocol):
 
 DEFAULT_PARTITION_INTERVAL = timedelta(days=1)
 # How often the writer makes sure the next partitions exist, and how many times a batch is
-# written again at once: after creating the partition it missed (only a retention pass
+# written again on its connection: after creating the partition it missed (only a retention pass
 # dropping that very partition at the same moment makes a second attempt fail), or after
 # PostgreSQL chose it to break a deadlock with the other writer.
 PARTITION_CHECK_S = 300.0
@@ -169,9 +169,12 @@ async def copy_readings(
 
 @dataclass(eq=False, slots=True)
 class _Writer:
-    """One writer connection, made on first use and after it was dropped."""
+    """One writer connection, made on first use and after it was dropped; ``done`` is set
+    when its current use ends; ``yielding``: it waits for the others after a deadlock."""
 
     conn: AsyncConnection[Any] | None = None
+    done: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))
+    yielding: bool = False
 
 
 class PostgresWriter:
@@ -200,7 +203,8 @@ class PostgresWriter:
         self._insert = insert
         self.concurrent_writes = writers
         # Idle writers, the last used on top (one at a time keeps a single connection busy).
-        self._idle = [_Writer() for _ in range(writers)]
+        self._writers = [_Writer() for _ in range(writers)]
+        self._idle = list(self._writers)
         self._free = asyncio.Semaphore(writers)
         self._pinger: AsyncConnection[Any] | None = None
         self._ping_lock = asyncio.Lock()
@@ -274,7 +278,7 @@ class PostgresWriter:
                     ):
                         await self._create_partitions_ahead(conn)
                     return await self._write_creating_partitions(
-                        conn, readings, dead_letters, statuses
+                        writer, conn, readings, dead_letters, statuses
                     )
             except asyncio.CancelledError:
                 # Cancelled mid-statement: the connection's state is unknown, start afresh.
@@ -289,13 +293,15 @@ class PostgresWriter:
 
     async def _write_creating_partitions(
         self,
+        writer: _Writer,
         conn: AsyncConnection[Any],
         readings: Sequence[Reading],
         dead_letters: Sequence[DeadLetter],
         statuses: Sequence[StatusChange],
     ) -> WriteResult:
         """Write; a reading whose partition is missing has it created, then all is rewritten;
-        so is a batch rolled back to break a deadlock. A row's data error isolates the row."""
+        so is a batch rolled back to break a deadlock, once the other writes under way ended.
+        A row's data error isolates the row."""
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 return await self._write(conn, readings, dead_letters, statuses, isolate=False)
@@ -305,7 +311,7 @@ class PostgresWriter:
                         conn, (r.timestamp for r in readings), self._partition_interval
                     )
                 elif attempt < WRITE_ATTEMPTS and exc.sqlstate in _CONFLICTS:
-                    continue
+                    await self._yield_to_others(writer)
                 elif readings and is_row_error(exc):
                     break
                 else:
@@ -411,10 +417,22 @@ class PostgresWriter:
         """An idle writer, waited for, used by this caller alone until the block ends."""
         async with self._free:
             writer = self._idle.pop()
+            writer.done.clear()
             try:
                 yield writer
             finally:
+                writer.done.set()
                 self._idle.append(writer)
+
+    async def _yield_to_others(self, writer: _Writer) -> None:
+        """After a deadlock: wait until the other writes under way end, so that the retry
+        does not meet their readings again (not for those waiting likewise)."""
+        writer.yielding = True
+        try:
+            others = [w for w in self._writers if w is not writer and not w.yielding]
+            await asyncio.gather(*(w.done.wait() for w in others if not w.done.is_set()))
+        finally:
+            writer.yielding = False
 
     async def _connection(self, writer: _Writer) -> AsyncConnection[Any]:
         """The writer's connection, made (with its staging table) if it has none."""
@@ -445,6 +463,11 @@ class PostgresWriter:
     async def _drop_pinger(self) -> None:
         conn, self._pinger = self._pinger, None
         await close_quietly(conn)
+
+
+def _set(event: asyncio.Event) -> asyncio.Event:
+    event.set()
+    return event
 
 
 async def _keep_birth(conn: AsyncConnection[Any], birth: SparkplugBirth) -> None:

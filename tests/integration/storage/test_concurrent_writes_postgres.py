@@ -1,5 +1,6 @@
 """Two batches written at once on PostgreSQL's two writer connections: same devices, and
-readings redelivered in both, in crossing order (the shape that deadlocks two inserters)."""
+readings redelivered in both, in crossing order (the shape that deadlocks two inserters);
+and the devices rows those writers refresh once per ``last_seen`` resolution."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import psycopg
 import pytest
 
 from iotcollector.domain.reading import Reading
+from iotcollector.storage.factory import open_storage
 from iotcollector.storage.postgres import PostgresStorage
 
 if TYPE_CHECKING:
@@ -97,3 +99,36 @@ async def test_many_overlapping_batches_at_once_lose_nothing(
     assert sum(r.stored for r in results) == 6_000
     assert sum(r.stored + r.duplicates for r in results) == 10_000
     assert query(postgres_url, "SELECT count(*) FROM iot_data") == [(6_000,)]
+
+
+async def test_last_seen_is_refreshed_once_per_resolution_and_status_at_once(
+    postgres_url: str,
+) -> None:
+    store = open_storage(postgres_url, device_offline_after=timedelta(seconds=3))
+    await store.open()
+    await store.migrate()
+    start = datetime.now(UTC) - timedelta(minutes=5)
+
+    def seen() -> tuple[datetime, str]:
+        ((last_seen, status),) = query(
+            postgres_url, "SELECT last_seen, status FROM devices WHERE device_id = 'dev-000'"
+        )
+        return last_seen, status
+
+    try:
+        await store.write_batch(readings(start, 1, "t"), [])
+        first, _ = seen()
+        # Seen again within a tenth of IOT_DEVICE_OFFLINE_AFTER_S (0.3 s): the row is kept.
+        await store.write_batch(readings(start + timedelta(seconds=1), 1, "t"), [])
+        assert seen() == (first, "online")
+        await asyncio.sleep(0.4)
+        await store.write_batch(readings(start + timedelta(seconds=2), 1, "t"), [])
+        second, _ = seen()
+        assert second > first
+        # Marked offline (the sweep, a Last Will, another replica): online with its next reading.
+        assert await store.mark_offline(datetime.now(UTC) + timedelta(seconds=1)) == 1
+        await store.write_batch(readings(start + timedelta(seconds=3), 1, "t"), [])
+        third, status = seen()
+        assert (status, third > second) == ("online", True)
+    finally:
+        await store.close()
