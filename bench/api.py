@@ -182,6 +182,9 @@ class Query:
             start=self.start,
             end=self.end,
             bucket=timedelta(seconds=BUCKET_S),
+            # The history is loaded with its rollups: nothing is stale (the server checks).
+            stale_minutes=(),
+            stale_hours=(),
         )
 
 

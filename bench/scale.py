@@ -411,7 +411,15 @@ def _paths_and_sql(
             paths.append(f"/api/data/aggregate?{common}&bucket={seconds}s".encode())
             statements.append(
                 aggregate_query(
-                    sensor_type=sensor, device_id=device, start=start, end=end, bucket=bucket
+                    sensor_type=sensor,
+                    device_id=device,
+                    start=start,
+                    end=end,
+                    bucket=bucket,
+                    # The history is loaded with its rollups: nothing is stale (the server
+                    # checks, in the same snapshot, one more statement).
+                    stale_minutes=(),
+                    stale_hours=(),
                 )
             )
     return paths, statements

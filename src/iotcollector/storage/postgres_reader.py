@@ -29,7 +29,7 @@ from iotcollector.storage.query import (
     readings_query,
     rejected_query,
 )
-from iotcollector.storage.rollups import aggregate_query
+from iotcollector.storage.rollups import STALE_QUERY, aggregate_query, rollup_window
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -99,13 +99,27 @@ class PostgresReader:
         end: datetime,
         bucket: timedelta,
     ) -> list[Bucket]:
-        sql, params = aggregate_query(
-            sensor_type=sensor_type, device_id=device_id, start=start, end=end, bucket=bucket
-        )
-        async with self._reading("aggregate") as conn, conn.cursor(binary=True) as cur:
-            # Binary results: a day of 1-minute buckets parses in half the time of text.
-            await cur.execute(sql, params)
-            return [Bucket(*row) for row in await cur.fetchall()]
+        window = rollup_window(start, end, bucket)
+        async with self._reading("aggregate") as conn, conn.transaction():
+            stale: tuple[list[datetime], list[datetime]] = ([], [])
+            if window is not None:
+                # One snapshot for the stale buckets and the rollup rows (rollups.py).
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cur = await conn.execute(STALE_QUERY, window)
+                stale = await cur.fetchone() or stale
+            sql, params = aggregate_query(
+                sensor_type=sensor_type,
+                device_id=device_id,
+                start=start,
+                end=end,
+                bucket=bucket,
+                stale_minutes=stale[0],
+                stale_hours=stale[1],
+            )
+            async with conn.cursor(binary=True) as cur:
+                # Binary results: a day of 1-minute buckets parses in half the time of text.
+                await cur.execute(sql, params)
+                return [Bucket(*row) for row in await cur.fetchall()]
 
     async def list_devices(
         self,

@@ -12,11 +12,15 @@ is exact under concurrent writes).
 Aggregates (:func:`aggregate_query`): a requested bucket that is a whole number of hours reads
 the 1-hour rollup, a whole number of minutes the 1-minute one; a bucket of another width reads
 the raw rows. Inside ``[start, end)`` the whole rollup buckets are read in tiers, in one
-statement (one snapshot): a clean hour from the 1-hour rollup; an hour still pending, or with
-a pending minute, from the 1-minute rollup; a pending minute from the raw rows. The partial
-buckets at either end (less than one rollup width each) come from the raw rows. So the answer
-is the raw aggregation's whatever the refresher's progress, with ``avg`` = sum / count equal to
-PostgreSQL's ``avg`` up to the order of the floating-point additions (about 1e-15 relative).
+``REPEATABLE READ`` transaction (one snapshot): first the stale minutes and hours of the range
+(:data:`STALE_QUERY`: usually none, or the last minute or two), then one statement that reads
+a clean hour from the 1-hour rollup, a stale hour (or one with a stale minute) from its clean
+1-minute rows, a stale minute from the raw rows. With nothing stale it is the rollup alone,
+cheap to plan (a statement with every tier cost ~6 ms of planning over 31 daily partitions
+of three tables). The partial buckets at either end (less than one rollup width each) come
+from the raw rows. So the answer is the raw aggregation's whatever the refresher's progress,
+with ``avg`` = sum / count equal to PostgreSQL's ``avg`` up to the order of the
+floating-point additions (about 1e-15 relative).
 SQLite has no rollups and always aggregates raw rows.
 """
 
@@ -34,12 +38,20 @@ from iotcollector.errors import StorageError
 
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from datetime import datetime
 
     from psycopg import AsyncConnection
 
-__all__ = ["ROLLUPS", "RollupRefresher", "aggregate_query", "refresh_rollups", "rollup_for"]
+__all__ = [
+    "ROLLUPS",
+    "STALE_QUERY",
+    "RollupRefresher",
+    "aggregate_query",
+    "refresh_rollups",
+    "rollup_for",
+    "rollup_window",
+]
 
 # (width, table), widest first.
 ROLLUPS = ((timedelta(hours=1), "iot_rollup_1h"), (timedelta(minutes=1), "iot_rollup_1m"))
@@ -55,16 +67,14 @@ LOCK_KEY = 29677418447478896
 
 _EPOCH_SQL = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
 
-_PENDING = f"""
-WITH pending_minutes AS MATERIALIZED (
-    SELECT DISTINCT minute FROM iot_rollup_stale_1m
-    WHERE minute >= %(inner_start)s AND minute < %(inner_end)s
-), pending_hours AS MATERIALIZED (
-    SELECT hour FROM iot_rollup_stale_1h
-    WHERE hour >= %(inner_start)s AND hour < %(inner_end)s
-    UNION
-    SELECT date_bin('1 hour', minute, {_EPOCH_SQL}) FROM pending_minutes
-)"""
+# The stale minutes and hours of a range, read first in the aggregate's REPEATABLE READ
+# transaction (one snapshot for both statements): usually none but the last minute or two.
+STALE_QUERY = """
+SELECT ARRAY(SELECT DISTINCT minute FROM iot_rollup_stale_1m
+             WHERE minute >= %(inner_start)s AND minute < %(inner_end)s ORDER BY 1),
+       ARRAY(SELECT hour FROM iot_rollup_stale_1h
+             WHERE hour >= %(inner_start)s AND hour < %(inner_end)s ORDER BY 1)
+"""
 
 _RAW = f"""
 SELECT date_bin(%(bucket)s, "timestamp", {_EPOCH_SQL}) AS bucket_start,
@@ -74,42 +84,31 @@ WHERE sensor_type = %(sensor_type)s {{device}} AND "timestamp" >= %({{lower}})s
   AND "timestamp" < %({{upper}})s
 GROUP BY 1"""
 
-# Clean buckets of the widest rollup.
-_CLEAN_HOURS = f"""
+# The clean buckets of the rollup (all of its buckets when nothing in the range is stale).
+_CLEAN = f"""
 SELECT date_bin(%(bucket)s, r.bucket, {_EPOCH_SQL}) AS bucket_start,
        sum(r.count) AS n, sum(r.sum) AS total, min(r.min) AS lo, max(r.max) AS hi
-FROM iot_rollup_1h AS r
+FROM {{table}} AS r
 WHERE r.sensor_type = %(sensor_type)s {{device}} AND r.bucket >= %(inner_start)s
-  AND r.bucket < %(inner_end)s
-  AND NOT EXISTS (SELECT 1 FROM pending_hours AS p WHERE p.hour = r.bucket)
+  AND r.bucket < %(inner_end)s {{clean}}
 GROUP BY 1"""
 
-_CLEAN_MINUTES = f"""
+# The clean minutes of the stale hours (1-hour buckets only).
+_MINUTES_OF_STALE_HOURS = f"""
 SELECT date_bin(%(bucket)s, r.bucket, {_EPOCH_SQL}) AS bucket_start,
        sum(r.count) AS n, sum(r.sum) AS total, min(r.min) AS lo, max(r.max) AS hi
-FROM iot_rollup_1m AS r
-WHERE r.sensor_type = %(sensor_type)s {{device}} AND r.bucket >= %(inner_start)s
-  AND r.bucket < %(inner_end)s
-  AND NOT EXISTS (SELECT 1 FROM pending_minutes AS p WHERE p.minute = r.bucket)
-GROUP BY 1"""
-
-# The clean minutes of the pending hours (1-hour buckets only).
-_MINUTES_OF_PENDING_HOURS = f"""
-SELECT date_bin(%(bucket)s, r.bucket, {_EPOCH_SQL}) AS bucket_start,
-       sum(r.count) AS n, sum(r.sum) AS total, min(r.min) AS lo, max(r.max) AS hi
-FROM pending_hours AS h
+FROM unnest(%(stale_hours)s::timestamptz[]) AS h(hour)
 CROSS JOIN LATERAL (
     SELECT r.bucket, r.count, r.sum, r.min, r.max FROM iot_rollup_1m AS r
     WHERE r.sensor_type = %(sensor_type)s {{device}} AND r.bucket >= h.hour
-      AND r.bucket < h.hour + interval '1 hour'
-      AND NOT EXISTS (SELECT 1 FROM pending_minutes AS p WHERE p.minute = r.bucket)
+      AND r.bucket < h.hour + interval '1 hour' {{clean}}
 ) AS r
 GROUP BY 1"""
 
-_PENDING_MINUTES_RAW = f"""
+_STALE_MINUTES_RAW = f"""
 SELECT date_bin(%(bucket)s, d."timestamp", {_EPOCH_SQL}) AS bucket_start,
        count(*) AS n, sum(d.value) AS total, min(d.value) AS lo, max(d.value) AS hi
-FROM pending_minutes AS m
+FROM unnest(%(stale_minutes)s::timestamptz[]) AS m(minute)
 CROSS JOIN LATERAL (
     SELECT "timestamp", value FROM iot_data
     WHERE sensor_type = %(sensor_type)s {{device}} AND "timestamp" >= m.minute
@@ -142,15 +141,34 @@ def _floor(moment: datetime, width: timedelta) -> datetime:
     return moment - (moment - EPOCH) % width
 
 
-def aggregate_query(
+def rollup_window(start: datetime, end: datetime, bucket: timedelta) -> dict[str, datetime] | None:
+    """The whole rollup buckets inside ``[start, end)`` (``inner_start``, ``inner_end``: the
+    parameters of :data:`STALE_QUERY`), or ``None`` when the aggregate reads raw rows only."""
+    rollup = rollup_for(bucket)
+    if rollup is None:
+        return None
+    inner_start, inner_end = _ceil(start, rollup[0]), _floor(end, rollup[0])
+    if inner_start >= inner_end:
+        return None
+    return {"inner_start": inner_start, "inner_end": inner_end}
+
+
+def aggregate_query(  # noqa: PLR0913 - one aggregate's keyword-only terms
     *,
     sensor_type: str,
     device_id: str | None,
     start: datetime,
     end: datetime,
     bucket: timedelta,
+    stale_minutes: Sequence[datetime],
+    stale_hours: Sequence[datetime],
 ) -> tuple[str, dict[str, Any]]:
-    """The SQL and parameters of one aggregate: count, min, max, avg per bucket, oldest first."""
+    """The SQL and parameters of one aggregate: count, min, max, avg per bucket, oldest first.
+
+    ``stale_minutes`` and ``stale_hours``: what :data:`STALE_QUERY` read in the same snapshot
+    (the rollup rows of those are not to be trusted); with none, the statement reads the
+    rollup alone, as cheap to plan as to run.
+    """
     device = "AND device_id = %(device_id)s" if device_id is not None else ""
     params: dict[str, Any] = {
         "bucket": bucket,
@@ -159,22 +177,32 @@ def aggregate_query(
         "start": start,
         "end": end,
     }
+    window = rollup_window(start, end, bucket)
     rollup = rollup_for(bucket)
-    inner_start = inner_end = start
-    if rollup is not None:
-        width = rollup[0]
-        inner_start, inner_end = _ceil(start, width), _floor(end, width)
-    if rollup is None or inner_start >= inner_end:
+    if window is None or rollup is None:
         raw = _RAW.format(device=device, lower="start", upper="end")
         return _COMBINED.format(parts=raw), params
-    params["inner_start"], params["inner_end"] = inner_start, inner_end
-    tiers = [_CLEAN_HOURS, _MINUTES_OF_PENDING_HOURS] if rollup[0] == HOUR else [_CLEAN_MINUTES]
-    parts = [tier.format(device=device) for tier in (*tiers, _PENDING_MINUTES_RAW)]
-    if start < inner_start:
+    params |= window
+    width, table = rollup
+    minutes = sorted(set(stale_minutes))
+    params["stale_minutes"] = minutes
+    clean_minutes = "AND r.bucket <> ALL(%(stale_minutes)s)" if minutes else ""
+    if width == HOUR:
+        hours = sorted(set(stale_hours) | {_floor(m, HOUR) for m in minutes})
+        params["stale_hours"] = hours
+        clean = "AND r.bucket <> ALL(%(stale_hours)s)" if hours else ""
+        parts = [_CLEAN.format(table=table, device=device, clean=clean)]
+        if hours:
+            parts.append(_MINUTES_OF_STALE_HOURS.format(device=device, clean=clean_minutes))
+    else:
+        parts = [_CLEAN.format(table=table, device=device, clean=clean_minutes)]
+    if minutes:
+        parts.append(_STALE_MINUTES_RAW.format(device=device))
+    if start < window["inner_start"]:
         parts.append(_RAW.format(device=device, lower="start", upper="inner_start"))
-    if inner_end < end:
+    if window["inner_end"] < end:
         parts.append(_RAW.format(device=device, lower="inner_end", upper="end"))
-    return _PENDING + _COMBINED.format(parts="\n  UNION ALL".join(parts)), params
+    return _COMBINED.format(parts="\n  UNION ALL".join(parts)), params
 
 
 async def refresh_rollups(
