@@ -93,6 +93,14 @@ WHERE r.sensor_type = %(sensor_type)s {{device}} AND r.bucket >= %(inner_start)s
   AND r.bucket < %(inner_end)s {{clean}}
 GROUP BY 1"""
 
+# The same when each requested bucket is one rollup row (one series, bucket = rollup width):
+# the rows as they are, in index order.
+_CLEAN_ROWS = """
+SELECT r.bucket AS bucket_start, r.count AS n, r.sum AS total, r.min AS lo, r.max AS hi
+FROM {table} AS r
+WHERE r.sensor_type = %(sensor_type)s {device} AND r.bucket >= %(inner_start)s
+  AND r.bucket < %(inner_end)s {clean}"""
+
 # The clean minutes of the stale hours (1-hour buckets only).
 _MINUTES_OF_STALE_HOURS = f"""
 SELECT date_bin(%(bucket)s, r.bucket, {_EPOCH_SQL}) AS bucket_start,
@@ -122,6 +130,18 @@ FROM ({parts}) AS parts
 GROUP BY bucket_start
 ORDER BY bucket_start
 """
+
+# One part: nothing to combine (a second aggregation of a day of 1-minute buckets cost as
+# much as the first).
+_SINGLE = """
+SELECT bucket_start, n::bigint, lo, hi, total / n::float8
+FROM ({parts}) AS part
+ORDER BY bucket_start
+"""
+
+
+def _combined(parts: list[str]) -> str:
+    return (_SINGLE if len(parts) == 1 else _COMBINED).format(parts="\n  UNION ALL".join(parts))
 
 
 def rollup_for(bucket: timedelta) -> tuple[timedelta, str] | None:
@@ -180,8 +200,7 @@ def aggregate_query(  # noqa: PLR0913 - one aggregate's keyword-only terms
     window = rollup_window(start, end, bucket)
     rollup = rollup_for(bucket)
     if window is None or rollup is None:
-        raw = _RAW.format(device=device, lower="start", upper="end")
-        return _COMBINED.format(parts=raw), params
+        return _combined([_RAW.format(device=device, lower="start", upper="end")]), params
     params |= window
     width, table = rollup
     minutes = sorted(set(stale_minutes))
@@ -191,18 +210,23 @@ def aggregate_query(  # noqa: PLR0913 - one aggregate's keyword-only terms
         hours = sorted(set(stale_hours) | {_floor(m, HOUR) for m in minutes})
         params["stale_hours"] = hours
         clean = "AND r.bucket <> ALL(%(stale_hours)s)" if hours else ""
-        parts = [_CLEAN.format(table=table, device=device, clean=clean)]
+        parts = [_clean(table, device, clean, rows=device_id is not None and bucket == width)]
         if hours:
             parts.append(_MINUTES_OF_STALE_HOURS.format(device=device, clean=clean_minutes))
     else:
-        parts = [_CLEAN.format(table=table, device=device, clean=clean_minutes)]
+        rows = device_id is not None and bucket == width
+        parts = [_clean(table, device, clean_minutes, rows=rows)]
     if minutes:
         parts.append(_STALE_MINUTES_RAW.format(device=device))
     if start < window["inner_start"]:
         parts.append(_RAW.format(device=device, lower="start", upper="inner_start"))
     if window["inner_end"] < end:
         parts.append(_RAW.format(device=device, lower="inner_end", upper="end"))
-    return _COMBINED.format(parts="\n  UNION ALL".join(parts)), params
+    return _combined(parts), params
+
+
+def _clean(table: str, device: str, clean: str, *, rows: bool) -> str:
+    return (_CLEAN_ROWS if rows else _CLEAN).format(table=table, device=device, clean=clean)
 
 
 async def refresh_rollups(
