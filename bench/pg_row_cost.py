@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bench.ingest import _cpu_tree, _payloads, _postmaster_pid  # noqa: E402
 from iotcollector.domain.parse import parse_message  # noqa: E402
-from support.postgres import PostgresServer  # noqa: E402
+from support.postgres import PostgresServer, refresh_rollups_on  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -92,12 +92,7 @@ def _refresh_cost(url: str, rows: int) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         backend = conn.info.backend_pid
         cpu, began = _process_cpu_s(backend), time.perf_counter()
-        while True:
-            with conn.transaction():
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                row = conn.execute("SELECT iot_refresh_rollups('infinity', 10)").fetchone()
-            if row is None or not row[0]:
-                break
+        refresh_rollups_on(conn, step=10)  # as the collector's refresher steps
         elapsed = time.perf_counter() - began
         cpu = _process_cpu_s(backend) - cpu
     print(

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, Literal, Self
+from typing import IO, Any, Literal, Self
 
 import psycopg
 
@@ -226,13 +226,18 @@ class PostgresServer:
 def refresh_all_rollups(url: str) -> int:
     """Recompute every pending rollup minute and hour, however recent (what the collector's
     refresher does once they are closed); return how many were recomputed."""
-    done = 0
     with psycopg.connect(url, autocommit=True) as conn:
-        while True:
-            with conn.transaction():
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                row = conn.execute("SELECT iot_refresh_rollups('infinity', 1000000)").fetchone()
-            made = int(row[0]) if row is not None else 0
-            if not made:
-                return done
-            done += made
+        return refresh_rollups_on(conn)
+
+
+def refresh_rollups_on(conn: psycopg.Connection[Any], step: int = 1_000_000) -> int:
+    """:func:`refresh_all_rollups` on an autocommit connection, ``step`` minutes at a time."""
+    done = 0
+    while True:
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            row = conn.execute("SELECT iot_refresh_rollups('infinity', %s)", (step,)).fetchone()
+        made = int(row[0]) if row is not None else 0
+        if not made:
+            return done
+        done += made
