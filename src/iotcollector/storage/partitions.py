@@ -5,8 +5,9 @@ each of ``iot_data``, ``iot_rollup_1m`` and ``iot_rollup_1h``. They are made by 
 function ``iot_create_partitions`` (one advisory lock, so any number of collectors may call it
 at once; no lock at all when there is nothing to create):
 
-- ahead: at start-up and then every few minutes the writer makes sure the current and the
-  next ``AHEAD`` intervals exist;
+- ahead: at start-up and then every few minutes the writer makes sure the previous, the
+  current and the next ``AHEAD`` intervals exist (the previous one for readings a little late
+  across a boundary, and for rows written with plain SQL just after it);
 - on demand: a reading whose partition does not exist (late or back-filled data, any accepted
   timestamp back to 2000) fails its batch with "no partition of relation … found for row";
   the writer creates the partitions for the batch's timestamps and writes the batch again.
@@ -119,8 +120,8 @@ async def create_for(
 
 
 async def create_ahead(conn: AsyncConnection[Any], now: datetime, interval: timedelta) -> int:
-    """Create the current interval's partitions and the ``AHEAD`` next ones."""
-    return await create_for(conn, (now + k * interval for k in range(AHEAD + 1)), interval)
+    """Create the previous and current intervals' partitions and the ``AHEAD`` next ones."""
+    return await create_for(conn, (now + k * interval for k in range(-1, AHEAD + 1)), interval)
 
 
 async def list_partitions(conn: AsyncConnection[Any]) -> list[Partition]:
