@@ -100,11 +100,11 @@ class PostgresReader:
         bucket: timedelta,
     ) -> list[Bucket]:
         window = rollup_window(start, end, bucket)
+        # REPEATABLE READ (every read connection's level, one BEGIN): one snapshot for the
+        # stale buckets and the rollup rows (rollups.py).
         async with self._reading("aggregate") as conn, conn.transaction():
             stale: tuple[list[datetime], list[datetime]] = ([], [])
             if window is not None:
-                # One snapshot for the stale buckets and the rollup rows (rollups.py).
-                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cur = await conn.execute(STALE_QUERY, window)
                 stale = await cur.fetchone() or stale
             sql, params = aggregate_query(
@@ -201,6 +201,8 @@ class PostgresReader:
                     "set_config('TimeZone', 'UTC', false)",
                     (f"{int(self._read_timeout_s * 1000)}ms",),
                 )
+            # For the explicit transactions only (aggregates); the rest run in autocommit.
+            await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
         except Exception as exc:
             await close_quietly(conn)
             raise translate_error(exc, "connect") from exc

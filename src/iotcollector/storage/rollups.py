@@ -124,8 +124,10 @@ CROSS JOIN LATERAL (
 ) AS d
 GROUP BY 1"""
 
+# avg::numeric::float8: to 15 significant digits, as storage.base.significant does.
 _COMBINED = """
-SELECT bucket_start, sum(n)::bigint, min(lo), max(hi), sum(total) / sum(n)::float8
+SELECT bucket_start, sum(n)::bigint, min(lo), max(hi),
+       (sum(total) / sum(n)::float8)::numeric::float8
 FROM ({parts}) AS parts
 GROUP BY bucket_start
 ORDER BY bucket_start
@@ -134,7 +136,7 @@ ORDER BY bucket_start
 # One part: nothing to combine (a second aggregation of a day of 1-minute buckets cost as
 # much as the first).
 _SINGLE = """
-SELECT bucket_start, n::bigint, lo, hi, total / n::float8
+SELECT bucket_start, n::bigint, lo, hi, (total / n::float8)::numeric::float8
 FROM ({parts}) AS part
 ORDER BY bucket_start
 """

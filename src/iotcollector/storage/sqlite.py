@@ -30,6 +30,7 @@ from iotcollector.storage.base import (
     StoredBirth,
     StoredDeadLetter,
     StoredReading,
+    significant,
 )
 from iotcollector.storage.batch import Bisection, distinct_devices, settle
 from iotcollector.storage.migrations import migrate_sqlite
@@ -274,7 +275,7 @@ class SqliteStorage:
 
         def run(conn: sqlite3.Connection) -> list[Bucket]:
             return [
-                Bucket(from_epoch_us(b), n, float(lo), float(hi), float(mean))
+                Bucket(from_epoch_us(b), n, float(lo), float(hi), significant(float(mean)))
                 for b, n, lo, hi, mean in conn.execute(sql, params)
             ]
 

@@ -235,7 +235,7 @@ async def test_one_batch_of_readings_on_5000_days_makes_few_partitions(
         if datetime(2003, 1, 1, tzinfo=UTC) <= r.timestamp < datetime(2003, 2, 1, tzinfo=UTC)
     ]
     assert expected
-    assert [(b.start, b.count, b.min, b.max) for b in buckets] == [
+    assert [(b.bucket_start, b.count, b.min, b.max) for b in buckets] == [
         (start, 1, value, value) for start, value in expected
     ]
 
@@ -366,7 +366,7 @@ async def test_upgrade_from_the_unpartitioned_table_keeps_every_row(postgres_url
             'AND "timestamp" >= %s AND "timestamp" < %s GROUP BY 1 ORDER BY 1',
             (t0, t0 + DAY),
         )
-        assert [(b.start, b.count, b.min, b.max) for b in buckets] == [r[:4] for r in raw]
+        assert [(b.bucket_start, b.count, b.min, b.max) for b in buckets] == [r[:4] for r in raw]
         assert [b.avg for b in buckets] == pytest.approx([r[4] for r in raw], rel=1e-12)
         # New readings get new ids after the old ones, in new partitions or the legacy one.
         result = await store.write_batch(

@@ -8,6 +8,9 @@ while it runs."""
 from __future__ import annotations
 
 import asyncio
+import math
+import random
+import struct
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from iotcollector.domain.reading import Reading
+from iotcollector.storage.base import significant
 from iotcollector.storage.postgres import PostgresStorage
 from iotcollector.storage.rollups import LOCK_KEY, refresh_rollups
 from support.postgres import refresh_all_rollups
@@ -64,7 +68,7 @@ query_strategy = st.tuples(
 
 
 def _as_tuples(buckets: list[Bucket]) -> list[tuple[Any, ...]]:
-    return [(b.start, b.count, b.min, b.max) for b in buckets]
+    return [(b.bucket_start, b.count, b.min, b.max) for b in buckets]
 
 
 @settings(
@@ -218,3 +222,43 @@ def _rollup_counts(url: str) -> list[tuple[int, int]]:
         ).fetchone()
     assert row is not None
     return [(int(row[0]), int(row[1]))]
+
+
+def test_postgres_rounds_averages_as_the_sqlite_path_does(postgres_url: str) -> None:
+    """``avg::numeric::float8`` in the aggregate SQL equals ``significant`` in Python (the
+    SQLite path), for ordinary and extreme doubles alike."""
+    rng = random.Random(7)
+    values = [rng.uniform(-1e6, 1e6) / rng.choice((1, 3, 7, 11)) for _ in range(20_000)]
+    values += [struct.unpack("<d", rng.randbytes(8))[0] for _ in range(20_000)]
+    values = [v for v in values if math.isfinite(v)]
+    with psycopg.connect(postgres_url) as conn:
+        cur = conn.cursor(binary=True)
+        cur.execute("SELECT v::numeric::float8 FROM unnest(%s::float8[]) AS v", (values,))
+        rounded = [row[0] for row in cur.fetchall()]
+    assert rounded == [significant(v) for v in values]
+
+
+async def test_an_average_has_no_rounding_noise(postgres_url: str) -> None:
+    store = PostgresStorage(postgres_url)
+    await store.open()
+    try:
+        await store.migrate()
+        moments = (T0, T0 + timedelta(seconds=1))
+        await store.write_batch(
+            [Reading("d1", "t", v, "", t) for v, t in zip((0.1, 0.2), moments, strict=True)], []
+        )
+        for refreshed in (False, True):
+            if refreshed:
+                refresh_all_rollups(postgres_url)
+            for bucket in (timedelta(minutes=1), timedelta(seconds=30), timedelta(hours=1)):
+                got = await store.aggregate(
+                    sensor_type="t",
+                    device_id="d1",
+                    start=T0,
+                    end=T0 + timedelta(hours=1),
+                    bucket=bucket,
+                )
+                # Not 0.15000000000000002.
+                assert [b.avg for b in got] == [0.15], (refreshed, bucket)
+    finally:
+        await store.close()

@@ -499,24 +499,9 @@ def _add_aggregate(router: APIRouter, ctx: ApiContext) -> None:
                 "bucket": format_bucket(width),
                 "from": start,
                 "to": end,
-                "data": [
-                    {
-                        "bucket_start": b.start,
-                        "count": b.count,
-                        "min": b.min,
-                        "max": b.max,
-                        "avg": _significant(b.avg),
-                    }
-                    for b in buckets
-                ],
+                "data": buckets,
             }
         )
-
-
-def _significant(value: float) -> float:
-    """An average to 15 significant digits: 52.4269, not the sum's rounding noise
-    52.426899999999996 (a double holds 15-17; the readings themselves are sent unchanged)."""
-    return float(f"{value:.15g}")
 
 
 def _is_json_media_type(content_type: str) -> bool:
