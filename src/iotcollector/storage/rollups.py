@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from iotcollector.domain.epoch import EPOCH
 from iotcollector.errors import StorageError
+from iotcollector.storage.base import SIGNIFICANT_SQL
 
 if TYPE_CHECKING:
     import logging
@@ -124,20 +125,20 @@ CROSS JOIN LATERAL (
 ) AS d
 GROUP BY 1"""
 
-# avg::numeric::float8: to 15 significant digits, as storage.base.significant does.
-_COMBINED = """
+# avg to 15 significant digits, as storage.base.significant does.
+_COMBINED = f"""
 SELECT bucket_start, sum(n)::bigint, min(lo), max(hi),
-       (sum(total) / sum(n)::float8)::numeric::float8
-FROM ({parts}) AS parts
+       {SIGNIFICANT_SQL.format(x="(sum(total) / sum(n)::float8)")}
+FROM ({{parts}}) AS parts
 GROUP BY bucket_start
 ORDER BY bucket_start
 """
 
 # One part: nothing to combine (a second aggregation of a day of 1-minute buckets cost as
 # much as the first).
-_SINGLE = """
-SELECT bucket_start, n::bigint, lo, hi, (total / n::float8)::numeric::float8
-FROM ({parts}) AS part
+_SINGLE = f"""
+SELECT bucket_start, n::bigint, lo, hi, {SIGNIFICANT_SQL.format(x="(total / n::float8)")}
+FROM ({{parts}}) AS part
 ORDER BY bucket_start
 """
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from iotcollector.domain.reading import Reading
-from iotcollector.storage.base import significant
+from iotcollector.storage.base import SIGNIFICANT_SQL, significant
 from iotcollector.storage.postgres import PostgresStorage
 from iotcollector.storage.rollups import LOCK_KEY, refresh_rollups
 from support.postgres import refresh_all_rollups
@@ -225,15 +225,18 @@ def _rollup_counts(url: str) -> list[tuple[int, int]]:
 
 
 def test_postgres_rounds_averages_as_the_sqlite_path_does(postgres_url: str) -> None:
-    """``avg::numeric::float8`` in the aggregate SQL equals ``significant`` in Python (the
-    SQLite path), for ordinary and extreme doubles alike."""
+    """``SIGNIFICANT_SQL`` in the aggregate SQL gives the very double ``significant`` gives in
+    Python (the SQLite path), for ordinary and extreme doubles alike."""
     rng = random.Random(7)
     values = [rng.uniform(-1e6, 1e6) / rng.choice((1, 3, 7, 11)) for _ in range(20_000)]
+    values += [rng.uniform(-1, 1) * 10 ** rng.uniform(-9, 20) for _ in range(20_000)]
     values += [struct.unpack("<d", rng.randbytes(8))[0] for _ in range(20_000)]
+    values += [0.0, -0.0, 1e-7, -1e-7, 9.99e-8, 1e15, 1e300, 5e-324, 1.7976931348623157e308]
     values = [v for v in values if math.isfinite(v)]
+    sql = f"SELECT {SIGNIFICANT_SQL.format(x='v')} FROM unnest(%s::float8[]) AS v"
     with psycopg.connect(postgres_url) as conn:
         cur = conn.cursor(binary=True)
-        cur.execute("SELECT v::numeric::float8 FROM unnest(%s::float8[]) AS v", (values,))
+        cur.execute(sql.encode(), (values,))
         rounded = [row[0] for row in cur.fetchall()]
     assert rounded == [significant(v) for v in values]
 
