@@ -122,6 +122,19 @@ ORDER BY 1
 """
 
 
+# (date_bin width, table) of the two rollups.
+ROLLUP_TABLES = (("minute", "iot_rollup_1m"), ("hour", "iot_rollup_1h"))
+
+
+def rollup_rows(width: str, source: str) -> str:
+    """A SELECT of the rollup rows of ``source``'s readings, as the refresher computes them."""
+    return (
+        "SELECT sensor_type, device_id, "
+        f"date_bin('1 {width}', \"timestamp\", TIMESTAMPTZ '1970-01-01Z'), count(*), "
+        f"sum(value), min(value), max(value) FROM {source} GROUP BY 1, 2, 3"
+    )
+
+
 def _log(text: str) -> None:
     print(text, flush=True)
 
@@ -334,12 +347,8 @@ def load(url: str, data: DataSet, chunk_steps: int) -> dict[str, Any]:
         began = time.perf_counter()
         # The rollups as the refresher would leave them, built in key order in one statement
         # each (the refresher, a minute at a time over a day of history, took 15 minutes).
-        for width, table in (("minute", "iot_rollup_1m"), ("hour", "iot_rollup_1h")):
-            conn.execute(
-                f"INSERT INTO {table} SELECT sensor_type, device_id, "
-                f"date_bin('1 {width}', \"timestamp\", TIMESTAMPTZ '1970-01-01Z'), count(*), "
-                "sum(value), min(value), max(value) FROM iot_data GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-            )
+        for width, table in ROLLUP_TABLES:
+            conn.execute(f"INSERT INTO {table} {rollup_rows(width, 'iot_data')} ORDER BY 1, 2, 3")
         conn.execute("TRUNCATE iot_rollup_stale_1m, iot_rollup_stale_1h")
         _log(f"  rollups: {time.perf_counter() - began:.0f} s")
         timings["rollups_s"] = time.perf_counter() - began

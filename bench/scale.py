@@ -204,14 +204,10 @@ def _load_day(conn: psycopg.Connection[Any], day: datetime, params: Any) -> None
         'UNIQUE (device_id, sensor_type, "timestamp") INCLUDE (value)'
     )
     conn.execute(f'CREATE INDEX {raw}_timestamp_idx ON {raw} ("timestamp")')
-    for width, table in (("minute", "iot_rollup_1m"), ("hour", "iot_rollup_1h")):
+    for width, table in api_bench.ROLLUP_TABLES:
         part = f"{table}_p{name}"
         conn.execute(f"CREATE TABLE {part} (LIKE {table})")
-        conn.execute(
-            f"INSERT INTO {part} SELECT sensor_type, device_id, "
-            f"date_bin('1 {width}', \"timestamp\", TIMESTAMPTZ '1970-01-01Z'), count(*), "
-            f"sum(value), min(value), max(value) FROM {raw} GROUP BY 1, 2, 3"
-        )
+        conn.execute(f"INSERT INTO {part} {api_bench.rollup_rows(width, raw)}")
         conn.execute(
             f"ALTER TABLE {part} ADD CONSTRAINT {part}_key "
             "PRIMARY KEY (sensor_type, device_id, bucket) INCLUDE (count, sum, min, max)"

@@ -20,7 +20,8 @@ cheap to plan (a statement with every tier cost ~6 ms of planning over 31 daily 
 of three tables). The partial buckets at either end (less than one rollup width each) come
 from the raw rows. So the answer is the raw aggregation's whatever the refresher's progress,
 with ``avg`` = sum / count equal to PostgreSQL's ``avg`` up to the order of the
-floating-point additions (about 1e-15 relative).
+floating-point additions (about 1e-15 relative), then given to 15 significant digits
+(``storage.base.significant``).
 SQLite has no rollups and always aggregates raw rows.
 """
 
