@@ -130,7 +130,7 @@ GROUP BY 1"""
 _COMBINED = f"""
 SELECT bucket_start, sum(n)::bigint, min(lo), max(hi),
        {SIGNIFICANT_SQL.format(x="(sum(total) / sum(n)::float8)")}
-FROM ({{parts}}) AS parts
+FROM ({{parts}}) AS parts {{guard}}
 GROUP BY bucket_start
 ORDER BY bucket_start
 """
@@ -139,13 +139,22 @@ ORDER BY bucket_start
 # much as the first).
 _SINGLE = f"""
 SELECT bucket_start, n::bigint, lo, hi, {SIGNIFICANT_SQL.format(x="(total / n::float8)")}
-FROM ({{parts}}) AS part
+FROM ({{parts}}) AS part {{guard}}
 ORDER BY bucket_start
 """
 
+# The optimistic aggregate's condition: no stale minute (and, reading the 1-hour rollup, no
+# stale hour) in the window, checked in the statement's own snapshot.
+_NO_STALE_MINUTE = """NOT EXISTS (
+    SELECT FROM iot_rollup_stale_1m
+    WHERE minute >= %(inner_start)s AND minute < %(inner_end)s)"""
+_NO_STALE_HOUR = """NOT EXISTS (
+    SELECT FROM iot_rollup_stale_1h WHERE hour >= %(inner_start)s AND hour < %(inner_end)s)"""
 
-def _combined(parts: list[str]) -> str:
-    return (_SINGLE if len(parts) == 1 else _COMBINED).format(parts="\n  UNION ALL".join(parts))
+
+def _combined(parts: list[str], guard: str = "") -> str:
+    template = _SINGLE if len(parts) == 1 else _COMBINED
+    return template.format(parts="\n  UNION ALL".join(parts), guard=guard)
 
 
 def rollup_for(bucket: timedelta) -> tuple[timedelta, str] | None:
@@ -184,14 +193,20 @@ def aggregate_query(  # noqa: PLR0913 - one aggregate's keyword-only terms
     start: datetime,
     end: datetime,
     bucket: timedelta,
-    stale_minutes: Sequence[datetime],
-    stale_hours: Sequence[datetime],
+    stale_minutes: Sequence[datetime] = (),
+    stale_hours: Sequence[datetime] = (),
+    unless_stale: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """The SQL and parameters of one aggregate: count, min, max, avg per bucket, oldest first.
 
     ``stale_minutes`` and ``stale_hours``: what :data:`STALE_QUERY` read in the same snapshot
     (the rollup rows of those are not to be trusted); with none, the statement reads the
     rollup alone, as cheap to plan as to run.
+
+    ``unless_stale``: the optimistic statement, one round trip with no transaction around
+    it: the answer assuming nothing in the window is stale, and no row at all if something is
+    (checked in the statement's own snapshot, so an answer it gives is exact). No row means:
+    ask again with :data:`STALE_QUERY` first (or there is no reading in the range).
     """
     device = "AND device_id = %(device_id)s" if device_id is not None else ""
     params: dict[str, Any] = {
@@ -207,6 +222,10 @@ def aggregate_query(  # noqa: PLR0913 - one aggregate's keyword-only terms
         return _combined([_RAW.format(device=device, lower="start", upper="end")]), params
     params |= window
     width, table = rollup
+    guard = ""
+    if unless_stale:
+        checks = [_NO_STALE_MINUTE, _NO_STALE_HOUR] if width == HOUR else [_NO_STALE_MINUTE]
+        guard = "WHERE " + " AND ".join(checks)
     minutes = sorted(set(stale_minutes))
     params["stale_minutes"] = minutes
     clean_minutes = "AND r.bucket <> ALL(%(stale_minutes)s)" if minutes else ""
@@ -226,7 +245,7 @@ def aggregate_query(  # noqa: PLR0913 - one aggregate's keyword-only terms
         parts.append(_RAW.format(device=device, lower="start", upper="inner_start"))
     if window["inner_end"] < end:
         parts.append(_RAW.format(device=device, lower="inner_end", upper="end"))
-    return _combined(parts), params
+    return _combined(parts, guard), params
 
 
 def _clean(table: str, device: str, clean: str, *, rows: bool) -> str:

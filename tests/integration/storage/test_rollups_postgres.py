@@ -114,6 +114,8 @@ async def _check(
         for batch, refresh in zip(batches, refresh_after, strict=False):
             if batch:
                 await store.write_batch(batch, [])
+                # Its minutes are stale (unless all were duplicates), the others may not be.
+                await _compare(store, url, queries)
             if refresh:
                 refresh_all_rollups(url)
         await _compare(store, url, queries)
