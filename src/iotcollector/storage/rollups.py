@@ -11,13 +11,16 @@ is exact under concurrent writes).
 
 Aggregates (:func:`aggregate_query`): a requested bucket that is a whole number of hours reads
 the 1-hour rollup, a whole number of minutes the 1-minute one; a bucket of another width reads
-the raw rows. Inside ``[start, end)`` the whole rollup buckets are read in tiers, in one
-``REPEATABLE READ`` transaction (one snapshot): first the stale minutes and hours of the range
-(:data:`STALE_QUERY`: usually none, or the last minute or two), then one statement that reads
-a clean hour from the 1-hour rollup, a stale hour (or one with a stale minute) from its clean
-1-minute rows, a stale minute from the raw rows. With nothing stale it is the rollup alone,
-cheap to plan (a statement with every tier cost ~6 ms of planning over 31 daily partitions
-of three tables). The partial buckets at either end (less than one rollup width each) come
+the raw rows. Usually nothing in the range is stale: one statement, with no transaction
+around it, answers from the rollup and the raw edges on condition that no minute or hour of
+the range is stale in its own snapshot, and gives no row otherwise. Then (or for an empty
+answer) the whole rollup buckets inside ``[start, end)`` are read in tiers, in one
+``REPEATABLE READ`` transaction (one snapshot): first the stale minutes and hours of the
+range (:data:`STALE_QUERY`: the last minute or two, or late readings), then one statement
+that reads a clean hour from the 1-hour rollup, a stale hour (or one with a stale minute)
+from its clean 1-minute rows, a stale minute from the raw rows (one statement with every
+tier whatever is stale cost ~6 ms of planning over 31 daily partitions of three tables).
+The partial buckets at either end (less than one rollup width each) come
 from the raw rows. So the answer is the raw aggregation's whatever the refresher's progress,
 with ``avg`` = sum / count equal to PostgreSQL's ``avg`` up to the order of the
 floating-point additions (about 1e-15 relative), then given to 15 significant digits
