@@ -86,8 +86,8 @@ class PostgresReader:
         self, where: ReadingFilter, *, before: Position | None, limit: int
     ) -> list[StoredReading]:
         sql, params = readings_query(where, before, limit, POSTGRES)
-        async with self._reading("read") as conn:
-            cur = await conn.execute(sql, params)
+        async with self._reading("read") as conn, conn.cursor(binary=True) as cur:
+            await cur.execute(sql, params)
             return [StoredReading(*row) for row in await cur.fetchall()]
 
     async def aggregate(
