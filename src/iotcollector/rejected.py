@@ -21,8 +21,18 @@ if TYPE_CHECKING:
 
     from iotcollector.config import Settings
     from iotcollector.domain.mapping import Mappings
+    from iotcollector.storage.base import StoredDeadLetter
 
 _SHOW_REASON = 100
+# Topics and reasons come from devices: their control characters (C0, DEL, C1) and the
+# backslash are printed escaped, so that one cannot move the terminal's cursor, set its title
+# or split the tab-separated line.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {
+    0x09: "\\t",
+    0x0A: "\\n",
+    0x0D: "\\r",
+    0x5C: "\\\\",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +54,16 @@ def _time(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"{text!r} {exc}") from None
 
 
+def list_line(letter: StoredDeadLetter) -> str:
+    """One dead letter as ``rejected list`` prints it: id, received, topic, state, reason."""
+    state = f"replayed {letter.replayed_at:%Y-%m-%dT%H:%M:%SZ}" if letter.replayed_at else "pending"
+    return (
+        f"{letter.id}\t{letter.received_at:%Y-%m-%dT%H:%M:%S.%fZ}\t"
+        f"{letter.topic.translate(_ESCAPES)}\t{state}\t"
+        f"{letter.reason[:_SHOW_REASON].translate(_ESCAPES)}"
+    )
+
+
 async def run(
     settings: Settings, mappings: Mappings | None, args: argparse.Namespace, log: logging.Logger
 ) -> int:
@@ -58,15 +78,7 @@ async def run(
         if args.action == "list":
             where = DeadLetterFilter(args.reason, args.topic, args.start, args.end)
             for letter in await storage.list_rejected(where, after=None, limit=args.limit):
-                state = (
-                    f"replayed {letter.replayed_at:%Y-%m-%dT%H:%M:%SZ}"
-                    if letter.replayed_at
-                    else "pending"
-                )
-                print(  # noqa: T201 - the command's output
-                    f"{letter.id}\t{letter.received_at:%Y-%m-%dT%H:%M:%S.%fZ}\t{letter.topic}\t"
-                    f"{state}\t{letter.reason[:_SHOW_REASON]}"
-                )
+                print(list_line(letter))  # noqa: T201 - the command's output
             return 0
         where = DeadLetterFilter(args.reason, args.topic, args.start, args.end, pending=True)
         replayer = Replayer(
