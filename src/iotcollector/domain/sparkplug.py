@@ -296,6 +296,15 @@ def decode_payload(payload: bytes) -> Any:
     return message
 
 
+def birth_death_seq(message: Any) -> int | None:
+    """The ``bdSeq`` metric's value of a decoded NBIRTH or NDEATH, or ``None`` without one."""
+    for metric in message.metrics:
+        if metric.name == "bdSeq" and metric.WhichOneof("value") in {"int_value", "long_value"}:
+            value: int = getattr(metric, metric.WhichOneof("value"))
+            return value
+    return None
+
+
 def too_many_metrics(count: int, limit: int) -> Rejection:
     """A payload with more metrics than IOT_MAX_READINGS_PER_MESSAGE: refused before reading."""
     return Rejection(

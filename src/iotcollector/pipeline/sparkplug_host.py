@@ -6,7 +6,9 @@ alias are named from that memory. Births are handed back as status changes
 (:class:`~iotcollector.domain.reading.SparkplugBirth`) and stored with their batch;
 :func:`restore_births` reloads them after a restart (and for a replay), so alias-only data
 is still decoded. NBIRTH/DBIRTH mark the node or device online, NDEATH (the node and all its
-devices) and DDEATH offline.
+devices) and DDEATH offline. An NDEATH whose ``bdSeq`` differs from that of the node's last
+NBIRTH is ignored: it is the will of an earlier session, published by the broker after the
+node had already connected and was born again (Sparkplug B 3.0, the host's bdSeq check).
 
 The memory is bounded: at most ``max_entries`` aliases' worth (about 175 bytes each; an edge
 node counts four, a device two: their names are at most 256 characters, see
@@ -29,6 +31,7 @@ from iotcollector.domain.sparkplug import (
     MessageType,
     MetricDef,
     Topic,
+    birth_death_seq,
     decode_payload,
     parse_topic,
     read_metrics,
@@ -63,6 +66,7 @@ class Outcome:
 class _EdgeNode:
     aliases: dict[int, MetricDef] = field(default_factory=dict)
     devices: set[str] = field(default_factory=set)
+    bd_seq: int | None = None  # of its last NBIRTH
 
     @property
     def entries(self) -> int:
@@ -103,7 +107,7 @@ class SparkplugHost:
             return out
         kind = parsed.kind
         if kind in {MessageType.NDEATH, MessageType.DDEATH}:
-            self._death(parsed, received_at, out)
+            self._death(parsed, payload, received_at, out)
             return out
         message = decode_payload(payload)
         if isinstance(message, Rejection):
@@ -131,6 +135,8 @@ class SparkplugHost:
             out.rejections.append(decoded.rejection)
         if birth:
             assert node is not None
+            if kind is MessageType.NBIRTH:
+                node.bd_seq = birth_death_seq(message)
             self._learn(parsed, node, decoded.defined)
             out.statuses.append(
                 SparkplugBirth(
@@ -172,6 +178,8 @@ class SparkplugHost:
             parsed, message, node.aliases, received_at=received_at, max_future_skew_s=self._skew
         )
         before = node.entries
+        if parsed.kind is MessageType.NBIRTH and node.bd_seq is None:
+            node.bd_seq = birth_death_seq(message)  # the newest NBIRTH's
         for alias, metric in decoded.defined.items():
             node.aliases.setdefault(alias, metric)
         if parsed.device is not None:
@@ -207,9 +215,11 @@ class SparkplugHost:
         while self._entries > self._max_entries and len(self._nodes) > 1:
             self._entries -= self._nodes.popitem(last=False)[1].entries
 
-    def _death(self, topic: Topic, at: datetime, out: Outcome) -> None:
-        out.statuses.append(StatusChange(topic.device_id, "offline", at))
+    def _death(self, topic: Topic, payload: bytes, at: datetime, out: Outcome) -> None:
         node = self._nodes.get(topic.node_key)
+        if topic.device is None and node is not None and _earlier_will(node, payload):
+            return
+        out.statuses.append(StatusChange(topic.device_id, "offline", at))
         if topic.device is not None:
             if node is not None and topic.device in node.devices:
                 node.devices.discard(topic.device)
@@ -219,6 +229,15 @@ class SparkplugHost:
             for device in sorted(node.devices):
                 device_topic = Topic(topic.group, MessageType.DDEATH, topic.node, device)
                 out.statuses.append(StatusChange(device_topic.device_id, "offline", at))
+
+
+def _earlier_will(node: _EdgeNode, ndeath: bytes) -> bool:
+    """The NDEATH carries a ``bdSeq`` other than that of the node's last NBIRTH."""
+    if node.bd_seq is None:
+        return False
+    message = decode_payload(ndeath)
+    seq = None if isinstance(message, Rejection) else birth_death_seq(message)
+    return seq is not None and seq != node.bd_seq
 
 
 class KeptBirths(Protocol):

@@ -297,3 +297,57 @@ def test_device_deaths_give_their_entries_back() -> None:
     assert host.entries == (4 + 3) + (4 + 5)  # the device's aliases stay with its node
     data = encode([metric(value=2.0, alias=1, datatype=DOUBLE)])
     assert host.receive("spBv1.0/g/NDATA/other", data, received_at=RECEIVED).rejections == []
+
+
+def _nbirth(bd_seq: int) -> bytes:
+    return encode([metric("bdSeq", bd_seq, datatype=INT64)], timestamp=T0)
+
+
+def _ndeath(bd_seq: int) -> bytes:
+    return encode([metric("bdSeq", bd_seq, datatype=INT64)])
+
+
+def test_the_will_of_an_earlier_session_does_not_mark_a_reborn_node_offline() -> None:
+    """The node reconnects and is born again (bdSeq 1) before the broker publishes the will of
+    its previous connection (bdSeq 0): that NDEATH is stale and ignored; its own is not."""
+    host = SparkplugHost()
+    host.receive("spBv1.0/plant/NBIRTH/line1", _nbirth(0), received_at=RECEIVED)
+    host.receive("spBv1.0/plant/NBIRTH/line1", _nbirth(1), received_at=RECEIVED)
+    host.receive("spBv1.0/plant/DBIRTH/line1/motor-1", DBIRTH, received_at=RECEIVED)
+    stale = host.receive("spBv1.0/plant/NDEATH/line1", _ndeath(0), received_at=RECEIVED)
+    assert (stale.statuses, stale.rejections, stale.readings) == ([], [], [])
+    current = host.receive("spBv1.0/plant/NDEATH/line1", _ndeath(1), received_at=RECEIVED)
+    assert current.statuses == [
+        StatusChange("line1", "offline", RECEIVED),
+        StatusChange("line1:motor-1", "offline", RECEIVED),
+    ]
+
+
+def test_the_bdseq_check_holds_after_a_restart() -> None:
+    first = SparkplugHost()
+    births = [
+        *first.receive("spBv1.0/plant/NBIRTH/line1", _nbirth(4), received_at=RECEIVED).statuses,
+        *first.receive("spBv1.0/plant/NBIRTH/line1", _nbirth(5), received_at=RECEIVED).statuses,
+    ]
+    restarted = SparkplugHost()
+    for birth in reversed(births):  # newest first, as restore_births feeds them
+        assert isinstance(birth, SparkplugBirth)
+        assert restarted.remember(birth.topic, birth.payload, received_at=birth.at)
+    stale = restarted.receive("spBv1.0/plant/NDEATH/line1", _ndeath(4), received_at=RECEIVED)
+    assert stale.statuses == []
+    current = restarted.receive("spBv1.0/plant/NDEATH/line1", _ndeath(5), received_at=RECEIVED)
+    assert current.statuses == [StatusChange("line1", "offline", RECEIVED)]
+
+
+@pytest.mark.parametrize(
+    "ndeath", [encode([]), b"\xff not protobuf"], ids=["without bdSeq", "undecodable"]
+)
+def test_an_ndeath_that_cannot_be_checked_marks_the_node_offline(ndeath: bytes) -> None:
+    host = SparkplugHost()
+    host.receive("spBv1.0/plant/NBIRTH/line1", _nbirth(3), received_at=RECEIVED)
+    out = host.receive("spBv1.0/plant/NDEATH/line1", ndeath, received_at=RECEIVED)
+    assert out.statuses == [StatusChange("line1", "offline", RECEIVED)]
+    unknown = SparkplugHost().receive(
+        "spBv1.0/plant/NDEATH/line2", _ndeath(9), received_at=RECEIVED
+    )
+    assert unknown.statuses == [StatusChange("line2", "offline", RECEIVED)]
