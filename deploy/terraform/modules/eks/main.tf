@@ -134,7 +134,19 @@ resource "aws_eks_addon" "this" {
   depends_on = [aws_eks_node_group.critical]
 }
 
-data "aws_iam_policy_document" "ebs_csi_assume" {
+# IRSA: the role of each of these service accounts (namespace:name) can be assumed by that
+# service account alone, through the cluster's OIDC provider.
+locals {
+  oidc_issuer = replace(aws_iam_openid_connect_provider.this.url, "https://", "")
+  irsa_service_accounts = {
+    ebs_csi    = "kube-system:ebs-csi-controller-sa"
+    autoscaler = "kube-system:cluster-autoscaler"
+  }
+}
+
+data "aws_iam_policy_document" "irsa_assume" {
+  for_each = local.irsa_service_accounts
+
   statement {
     actions = ["sts:AssumeRoleWithWebIdentity"]
     principals {
@@ -143,12 +155,12 @@ data "aws_iam_policy_document" "ebs_csi_assume" {
     }
     condition {
       test     = "StringEquals"
-      variable = "${replace(aws_iam_openid_connect_provider.this.url, "https://", "")}:sub"
-      values   = ["system:serviceaccount:kube-system:ebs-csi-controller-sa"]
+      variable = "${local.oidc_issuer}:sub"
+      values   = ["system:serviceaccount:${each.value}"]
     }
     condition {
       test     = "StringEquals"
-      variable = "${replace(aws_iam_openid_connect_provider.this.url, "https://", "")}:aud"
+      variable = "${local.oidc_issuer}:aud"
       values   = ["sts.amazonaws.com"]
     }
   }
@@ -156,7 +168,7 @@ data "aws_iam_policy_document" "ebs_csi_assume" {
 
 resource "aws_iam_role" "ebs_csi" {
   name               = "${var.name}-ebs-csi"
-  assume_role_policy = data.aws_iam_policy_document.ebs_csi_assume.json
+  assume_role_policy = data.aws_iam_policy_document.irsa_assume["ebs_csi"].json
   tags               = var.tags
 }
 
@@ -169,29 +181,9 @@ resource "aws_iam_role_policy_attachment" "ebs_csi" {
 # them to. EKS tags managed node groups' groups for the autoscaler's auto-discovery; this role
 # may change only the groups of this cluster. Install the cluster-autoscaler chart with
 # serviceAccount kube-system/cluster-autoscaler annotated with cluster_autoscaler_role_arn.
-data "aws_iam_policy_document" "autoscaler_assume" {
-  statement {
-    actions = ["sts:AssumeRoleWithWebIdentity"]
-    principals {
-      type        = "Federated"
-      identifiers = [aws_iam_openid_connect_provider.this.arn]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "${replace(aws_iam_openid_connect_provider.this.url, "https://", "")}:sub"
-      values   = ["system:serviceaccount:kube-system:cluster-autoscaler"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "${replace(aws_iam_openid_connect_provider.this.url, "https://", "")}:aud"
-      values   = ["sts.amazonaws.com"]
-    }
-  }
-}
-
 resource "aws_iam_role" "autoscaler" {
   name               = "${var.name}-cluster-autoscaler"
-  assume_role_policy = data.aws_iam_policy_document.autoscaler_assume.json
+  assume_role_policy = data.aws_iam_policy_document.irsa_assume["autoscaler"].json
   tags               = var.tags
 }
 

@@ -37,6 +37,17 @@ run "defaults" {
   }
 
   assert {
+    condition = alltrue([
+      for key, account in {
+        ebs_csi    = "system:serviceaccount:kube-system:ebs-csi-controller-sa"
+        autoscaler = "system:serviceaccount:kube-system:cluster-autoscaler"
+      } :
+      anytrue([for c in data.aws_iam_policy_document.irsa_assume[key].statement[0].condition : contains(c.values, account) && length(c.values) == 1])
+    ])
+    error_message = "each IRSA role is assumed by its own service account only"
+  }
+
+  assert {
     condition = anytrue([
       for s in data.aws_iam_policy_document.cluster_encryption.statement :
       contains(s.actions, "kms:Decrypt") && contains(s.resources, "arn:aws:kms:eu-west-1:000000000000:key/test")
