@@ -201,7 +201,7 @@ def _load_day(conn: psycopg.Connection[Any], day: datetime, params: Any) -> None
     )
     conn.execute(
         f"ALTER TABLE {raw} ADD CONSTRAINT {raw}_reading_key "
-        'UNIQUE (device_id, sensor_type, "timestamp") INCLUDE (value)'
+        'UNIQUE (device_id, sensor_type, "timestamp") INCLUDE (value, unit, id)'
     )
     conn.execute(f'CREATE INDEX {raw}_timestamp_idx ON {raw} ("timestamp")')
     for width, table in api_bench.ROLLUP_TABLES:

@@ -17,6 +17,7 @@ from iotcollector.storage.base import ReadingFilter
 from iotcollector.storage.migrations import load_migrations
 from iotcollector.storage.partitions import AHEAD, align_down
 from iotcollector.storage.postgres import PostgresStorage
+from iotcollector.storage.query import POSTGRES, readings_query
 from iotcollector.storage.retention import PostgresPurger
 from support.postgres import refresh_all_rollups
 
@@ -65,6 +66,34 @@ async def test_partitions_exist_after_migrate(postgres_url: str, storage: Postgr
     # Migrating again (another replica starting) creates nothing more.
     await storage.migrate()
     assert partitions(postgres_url, "iot_data") == expected
+
+
+async def test_a_page_of_one_series_is_an_index_only_scan(
+    postgres_url: str, storage: PostgresStorage
+) -> None:
+    """Migration 0009: the reading key covers every column a page returns, so a page of one
+    series reads no heap page (a series' rows lie one per heap page among the others')."""
+    start = align_down(datetime.now(UTC), DAY) - DAY
+    await storage.write_batch(
+        [
+            Reading(f"d{i % 50}", "temperature", float(i), "C", start + timedelta(seconds=i))
+            for i in range(5_000)
+        ],
+        [],
+    )
+    query(postgres_url, "VACUUM ANALYZE iot_data")
+    sql, params = readings_query(
+        ReadingFilter("d7", "temperature", start, start + timedelta(hours=1)), None, 101, POSTGRES
+    )
+    [(plan,)] = query(postgres_url, f"EXPLAIN (FORMAT JSON) {sql}", tuple(params))
+    nodes = [plan[0]["Plan"]]
+    kinds = []
+    while nodes:
+        node = nodes.pop()
+        kinds.append(node["Node Type"])
+        nodes += node.get("Plans", [])
+    assert "Index Only Scan" in kinds, kinds
+    assert not {"Seq Scan", "Bitmap Heap Scan", "Index Scan"} & set(kinds), kinds
 
 
 async def test_readings_of_any_accepted_date_are_stored_once(
@@ -335,7 +364,7 @@ async def test_upgrade_from_the_unpartitioned_table_keeps_every_row(postgres_url
     store = PostgresStorage(postgres_url)
     await store.open()
     try:
-        assert await store.migrate() == ["0005", "0006", "0007", "0008"]
+        assert await store.migrate() == ["0005", "0006", "0007", "0008", "0009"]
         assert query(postgres_url, f"{table} ORDER BY id") == before
         assert query(
             postgres_url, "SELECT name FROM iot_partitions WHERE name LIKE '%%legacy' ORDER BY 1"

@@ -76,7 +76,7 @@ def reading(device: str = "dev-1", sensor: str = "temperature", offset_s: int = 
 # -- migrations ------------------------------------------------------------------------------
 
 
-VERSIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
+VERSIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"]
 
 
 async def test_migrations_apply_once(backend: Backend) -> None:
