@@ -94,7 +94,9 @@ _TYPE_NAMES: Final = [
     "File",
     "Template",
 ]
-_SKIPPED_NAMES: Final = ("bdSeq",)
+# The birth/death sequence number of an edge node's session (NBIRTH and NDEATH).
+BD_SEQ: Final = "bdSeq"
+_SKIPPED_NAMES: Final = (BD_SEQ,)
 _SKIPPED_PREFIXES: Final = ("Node Control/", "Device Control/")
 _NOT_DEVICE_CHARS: Final = re.compile(r"[^A-Za-z0-9._:-]")
 _NOT_SENSOR_CHARS: Final = re.compile(r"[^A-Za-z0-9._-]")
@@ -299,8 +301,9 @@ def decode_payload(payload: bytes) -> Any:
 def birth_death_seq(message: Any) -> int | None:
     """The ``bdSeq`` metric's value of a decoded NBIRTH or NDEATH, or ``None`` without one."""
     for metric in message.metrics:
-        if metric.name == "bdSeq" and metric.WhichOneof("value") in {"int_value", "long_value"}:
-            value: int = getattr(metric, metric.WhichOneof("value"))
+        which = metric.WhichOneof("value")
+        if metric.name == BD_SEQ and which in {"int_value", "long_value"}:
+            value: int = getattr(metric, which)
             return value
     return None
 
