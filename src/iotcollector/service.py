@@ -331,7 +331,10 @@ class Service:
         url = self._settings.database_url.get_secret_value()
         if not isinstance(parse_database_url(url), SqliteTarget):
             refresher = RollupRefresher(
-                url, self._log.getChild("rollups"), self.metrics.record_rollup_refresh
+                url,
+                self._log.getChild("rollups"),
+                self.metrics.record_rollup_refresh,
+                busy=lambda: self._pipeline.backlogged,
             )
             background.append(asyncio.create_task(refresher.run(), name="rollups"))
         writer = asyncio.create_task(self._pipeline.run(), name="pipeline")

@@ -187,6 +187,11 @@ class Pipeline(Generic[T]):
         return self._paused
 
     @property
+    def backlogged(self) -> bool:
+        """More than a full batch waits to be written: messages come faster than commits."""
+        return self._paused or self._rows >= self._limits.max_size
+
+    @property
     def pending(self) -> int:
         """Messages (and HTTP writes) submitted and not yet committed."""
         return self._queued + self._writing + len(self._direct)

@@ -304,6 +304,23 @@ async def test_backpressure_pauses_then_resumes_at_half() -> None:
     await task
 
 
+async def test_backlogged_while_more_than_a_full_batch_waits() -> None:
+    storage = FakeStorage()
+    storage.gate.clear()
+    h = Harness(storage, BatchLimits(max_size=4, max_delay_s=60))
+    task = asyncio.create_task(h.pipeline.run())
+    for i in range(3):
+        _submit(h, _msg(i), i)
+    assert not h.pipeline.backlogged
+    _submit(h, _msg(3), 3)
+    assert h.pipeline.backlogged
+    await asyncio.sleep(0.01)  # the full batch is taken (its write waits at the gate)
+    assert not h.pipeline.backlogged
+    storage.gate.set()
+    assert await h.pipeline.close(1)
+    await task
+
+
 async def test_close_gives_up_at_the_deadline_without_acking() -> None:
     storage = FakeStorage(failures=10**6)
     h = Harness(storage, BatchLimits(max_size=5, max_delay_s=0.001, retry_min_s=0.01))

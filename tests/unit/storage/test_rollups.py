@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
 from datetime import UTC, datetime, timedelta
 
-from iotcollector.storage.rollups import aggregate_query, rollup_for, rollup_window
+from iotcollector.storage.rollups import (
+    RollupRefresher,
+    aggregate_query,
+    rollup_for,
+    rollup_window,
+)
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -98,3 +107,39 @@ def test_short_or_odd_ranges_read_raw_rows() -> None:
         assert "iot_rollup" not in sql
         assert "inner_start" not in params
         assert rollup_window(start, end, bucket) is None
+
+
+class _CountingRefresher(RollupRefresher):
+    """A refresher whose passes only record their time (no database)."""
+
+    passes: list[float]
+
+    async def run_once(self) -> int:
+        self.passes.append(time.monotonic())
+        return 0
+
+
+async def test_a_refresh_pass_waits_while_ingest_is_busy_at_most_max_deferral() -> None:
+    busy = True
+    refresher = _CountingRefresher(
+        "postgresql://unused",
+        logging.getLogger("test"),
+        lambda _: None,
+        interval_s=0.01,
+        busy=lambda: busy,
+        max_deferral_s=1.0,
+    )
+    refresher.passes = []
+    started = time.monotonic()
+    task = asyncio.create_task(refresher.run())
+    await asyncio.sleep(0.3)
+    assert refresher.passes == []  # busy, and not deferred for max_deferral_s yet
+    await asyncio.sleep(1.2)
+    assert len(refresher.passes) == 1  # deferred long enough: one pass, then waiting again
+    assert refresher.passes[0] - started >= 1.0
+    busy = False
+    await asyncio.sleep(0.1)
+    assert len(refresher.passes) > 3  # not busy: every interval
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
