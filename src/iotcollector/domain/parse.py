@@ -54,6 +54,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
 import orjson
 
 from iotcollector.domain.reading import ParseResult, Reading, Rejection
@@ -204,6 +205,66 @@ def parse_message(  # noqa: PLR0913 - the payload, then keyword-only limits
     size = len(payload) if size is None else size
     if size > max_payload_bytes:
         return ParseResult(rejections=[too_large(size, len(payload), max_payload_bytes)])
+    reading = _plain_reading(payload, received_at, max_future_skew_s)
+    if reading is not None:
+        return ParseResult(readings=[reading])
+    return _parse_document(payload, received_at, max_future_skew_s, max_readings)
+
+
+class _PlainReading(msgspec.Struct, forbid_unknown_fields=True):
+    """The common message, decoded and typed in one pass (``value`` a JSON number, not a
+    boolean: msgspec is strict). Anything else fails to decode and takes the general path."""
+
+    device_id: str
+    sensor_type: str
+    value: float
+    unit: str | None = None
+    timestamp: str | float | None = None
+
+
+_PLAIN_DECODER: Final = msgspec.json.Decoder(_PlainReading)
+
+
+def _plain_reading(payload: bytes, received_at: datetime, skew_s: float) -> Reading | None:
+    """The reading of a valid single-reading object with no other key; ``None`` for any
+    other payload, valid or not, which :func:`_parse_document` then parses.
+
+    The fast path of the collector's most common message (about 1 µs of its 3, measured in
+    bench/README.md): one typed decode instead of a dict, and no rejection is ever made
+    here, so every rejection is the general path's. Where both accept a payload they give
+    the same reading (property-tested in tests/unit/domain/test_parse.py).
+    """
+    try:
+        plain = _PLAIN_DECODER.decode(payload)
+    except msgspec.DecodeError:
+        return None
+    value = plain.value
+    if (
+        _DEVICE_ID_RE.fullmatch(plain.device_id) is None
+        or _SENSOR_TYPE_RE.fullmatch(plain.sensor_type) is None
+        or not -_MAX_VALUE <= value <= _MAX_VALUE
+    ):
+        return None
+    unit = plain.unit
+    if unit is None:
+        unit = ""
+    elif len(unit) > _MAX_UNIT_CHARS or not unit.isprintable():
+        return None
+    raw_ts = plain.timestamp
+    if raw_ts is None:
+        timestamp = received_at
+    else:
+        try:
+            timestamp = _timestamp(raw_ts, received_at, skew_s)
+        except _InvalidError:
+            return None
+    return Reading(plain.device_id, plain.sensor_type, value, unit, timestamp)
+
+
+def _parse_document(
+    payload: bytes, received_at: datetime, max_future_skew_s: float, max_readings: int
+) -> ParseResult:
+    """Every accepted shape, and the rejection of every other payload."""
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:

@@ -16,6 +16,8 @@ from iotcollector.domain.parse import (
     MULTI_SENSOR_METADATA_KEYS,
     REJECTION_CODES,
     RejectionCode,
+    _parse_document,
+    _plain_reading,
     dead_letter_reason,
     parse_message,
 )
@@ -901,3 +903,77 @@ def test_valid_reading_round_trips(
     assert parsed == reading
     assert parsed.timestamp.tzinfo is UTC
     assert type(parsed.value) is float
+
+
+# The fast path of a plain single reading (parse._plain_reading) against the general parser:
+# wherever the fast path accepts a payload, the general parser gives the same reading; every
+# other payload is the general parser's alone. Raw JSON text, so that escaped keys, duplicate
+# keys, number spellings and whitespace, which orjson.dumps never writes, are covered.
+_KNOWN_KEYS = ["device_id", "sensor_type", "value", "unit", "timestamp"]
+_KEY_TEXTS = st.sampled_from(
+    [*(f'"{k}"' for k in _KNOWN_KEYS), '"device\\u005fid"', '"deviceId"', '"extra"', '"Value"']
+)
+_NUMBERS = [
+    "1", "-0", "-0.0", "21.57", "1E2", "1e15", "-1e15", "1e15001", "1000000000000001",
+    "0.1e-400", "123456789012345678901234567890", "1.00000000000000000000001",
+]  # fmt: skip
+_POOLS = {
+    "device_id": ['"sim-1"', '""', '"a b"', '"a\\u0000"', '"\\ud800"', f'"{"x" * 51}"', "1"],
+    "sensor_type": ['"t"', '"temp erature"', f'"{"t" * 21}"', "true", "null"],
+    "value": [*_NUMBERS, "true", "null", '"21.5"', "{}", "[]"],
+    "unit": ['"C"', '""', '" "', '"a\\u0000"', '"°C"', '"0123456789"', '"0123456789a"', "null",
+             '"\\u2028"', "1"],
+    "timestamp": ['"2026-11-28T00:03:00Z"', '"2026-11-28T00:03:00.1234567+01:00"',
+                  '"2026-11-28 00:03:00"', '"2026-11-28"', '"1999-12-31T23:59:59Z"',
+                  '"2026-11-28T00:30:00Z"', "1764288000", "1764288000123", "1764288000.5",
+                  "946684799", "99999999999999999", "null", "true", '"x"'],
+}  # fmt: skip
+_VALUE_TEXTS = st.sampled_from([text for pool in _POOLS.values() for text in pool])
+_SPACES = st.sampled_from(["", " ", "\n\t "])
+
+
+_VALID = {"device_id": '"sim-1"', "sensor_type": '"t"', "value": "21.5", "unit": '"C"',
+          "timestamp": '"2026-11-28T00:03:00Z"'}  # fmt: skip
+
+
+@st.composite
+def _object_texts(draw: st.DrawFn) -> bytes:
+    """A single-reading object as JSON text, valid but for at most two changes: a value of
+    its key's kind (valid or not), another key, an extra key; unit and timestamp optional."""
+    keys = ["device_id", "sensor_type", "value"]
+    keys += draw(st.lists(st.sampled_from(["unit", "timestamp"]), unique=True))
+    pairs = [(f'"{key}"', _VALID[key]) for key in keys]
+    for _ in range(draw(st.integers(0, 2))):
+        i = draw(st.integers(0, len(pairs) - 1))
+        key = keys[i]
+        pairs[i] = draw(
+            st.tuples(st.just(pairs[i][0]), st.sampled_from(_POOLS[key]))
+            | st.tuples(_KEY_TEXTS, st.just(pairs[i][1]))
+        )
+    pairs += draw(st.lists(st.tuples(_KEY_TEXTS, _VALUE_TEXTS), max_size=1))
+    pairs = draw(st.permutations(pairs))
+    space = draw(_SPACES)
+    body = ",".join(f"{space}{key}{space}:{space}{value}" for key, value in pairs)
+    return f"{space}{{{body}}}{space}".encode()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    _object_texts()
+    | st.dictionaries(st.sampled_from(_KNOWN_KEYS), field_values, max_size=5).map(orjson.dumps)
+)
+def test_the_plain_reading_fast_path_agrees_with_the_general_parser(payload: bytes) -> None:
+    general = _parse_document(payload, RECEIVED, SKEW.total_seconds(), 10_000)
+    assert parse_message(payload, received_at=RECEIVED) == general
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        orjson.dumps(GOOD),
+        b'{"value": 3, "sensor_type": "t", "device_id": "d", "timestamp": 1764288000123}',
+        b'{"device_id": "d", "sensor_type": "t", "value": -1.5, "unit": null}',
+    ],
+)
+def test_a_plain_single_reading_takes_the_fast_path(payload: bytes) -> None:
+    assert _plain_reading(payload, RECEIVED, SKEW.total_seconds()) is not None
