@@ -265,6 +265,7 @@ def bare_subscriber(broker: MosquittoServer, payloads: list[bytes]) -> dict[str,
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    _forget_session(broker.port, "bench-bare")
     return _drain_figures(len(payloads), elapsed, (own, _broker_cpu(broker) - broker_cpu), load)
 
 
@@ -307,6 +308,7 @@ def raw_subscriber(broker: MosquittoServer, payloads: list[bytes]) -> dict[str, 
     cpu = _cpu(psutil.Process()) - own_cpu, _broker_cpu(broker) - broker_cpu
     sock.sendall(codec.DISCONNECT_PACKET)
     sock.close()
+    _forget_session(broker.port, client_id)
     return _drain_figures(len(payloads), elapsed, cpu, load)
 
 
@@ -382,12 +384,33 @@ def _collector(
     )
 
 
-def _stop(c: Collector) -> int:
-    """Stop the collector; return its peak RSS in bytes."""
+def _stop(c: Collector, broker: MosquittoServer) -> int:
+    """Stop the collector and end its session; return its peak RSS in bytes."""
     assert c.proc is not None
     peak = max(_peak_rss(c.proc.pid), c.peak_rss)
     c.stop()
+    _forget_session(broker.port, c.client_id)
     return peak
+
+
+def _forget_session(port: int, client_id: str) -> None:
+    """End the persistent session of a finished run.
+
+    Left alone, the broker queues every later run's messages for it, and Mosquitto saves
+    all its queues every 30 s (``autosave_interval``) on its one thread: a save of the
+    earlier runs' millions of messages stalled delivery for 0.4-1.2 s, both in later drains
+    and in the latency run (bench/README.md, 2026-12-04), while ``mosquitto_sub``, measured
+    first, had the broker to itself.
+    """
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    with sock:
+        sock.sendall(
+            encode_connect(
+                client_id, clean_session=True, keepalive=60, session_expiry_s=0, receive_maximum=1
+            )
+        )
+        _until(sock, codec.PacketReader(), codec.CONNACK)
+        sock.sendall(codec.DISCONNECT_PACKET)
 
 
 def _connected_at(c: Collector) -> float | None:
@@ -467,7 +490,7 @@ def collector_drain(  # noqa: PLR0913 - the run's servers and inputs
         last_commit = _last_commit(database_url)
         connected = _connected_at(c)
     finally:
-        peak = _stop(c)
+        peak = _stop(c, broker)
         if spy is not None:
             spy.wait(timeout=60)  # py-spy writes its file when the collector exits
     if connected is None:
@@ -587,7 +610,7 @@ def latency(
         p50, p99, pmax = _percentiles(url)
         per_second = _per_second_p99(url)
     finally:
-        peak = _stop(c)
+        peak = _stop(c, broker)
     return {
         "rate": rate,
         "seconds": seconds,
@@ -684,7 +707,7 @@ def outage(
             url, 'SELECT count(DISTINCT (device_id, sensor_type, "timestamp")) FROM iot_data'
         )
     finally:
-        peak = _stop(c)
+        peak = _stop(c, broker)
     return {
         "rate": rate,
         "seconds_before_down_after": [before, down, after],
