@@ -327,6 +327,7 @@ def _drain(
         connected = ingest_bench._connected_at(c)  # noqa: SLF001
     finally:
         c.stop()
+        ingest_bench._forget_session(broker.port, client_id)  # noqa: SLF001
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*), extract(epoch FROM max(pg_xact_commit_timestamp(xmin))) "
