@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from prometheus_client import CollectorRegistry
 
 from iotcollector.metrics import Metrics
@@ -14,12 +16,15 @@ def _metrics() -> tuple[Metrics, CollectorRegistry]:
 
 def test_bulk_histogram_matches_prometheus_buckets() -> None:
     m, registry = _metrics()
-    m.ingest_lag.observe_many([0.005, 0.01, 0.3, 5000.0])
+    now = datetime(2026, 12, 4, 12, tzinfo=UTC)
+    ages = [0.005, 0.01, 0.3, 5000.0, -2.0]  # the last: a reading dated after `now` counts 0
+    m.ingest_lag.observe_ages(now, [now - timedelta(seconds=age) for age in ages])
     sample = registry.get_sample_value
-    assert sample("iotcollector_ingest_lag_seconds_bucket", {"le": "0.01"}) == 2
-    assert sample("iotcollector_ingest_lag_seconds_bucket", {"le": "0.5"}) == 3
-    assert sample("iotcollector_ingest_lag_seconds_bucket", {"le": "+Inf"}) == 4
-    assert sample("iotcollector_ingest_lag_seconds_count", {}) == 4
+    assert sample("iotcollector_ingest_lag_seconds_bucket", {"le": "0.01"}) == 3
+    assert sample("iotcollector_ingest_lag_seconds_bucket", {"le": "0.5"}) == 4
+    assert sample("iotcollector_ingest_lag_seconds_bucket", {"le": "3600.0"}) == 4
+    assert sample("iotcollector_ingest_lag_seconds_bucket", {"le": "+Inf"}) == 5
+    assert sample("iotcollector_ingest_lag_seconds_count", {}) == 5
     assert sample("iotcollector_ingest_lag_seconds_sum", {}) == 5000.315
 
 
