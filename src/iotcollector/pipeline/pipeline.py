@@ -505,8 +505,7 @@ class Pipeline(Generic[T]):
         if isolated > 0:
             m.readings_rejected.labels(reason="storage").inc(isolated)
         m.batch_size.observe(rows)
-        now = time.time()
-        m.ingest_lag.observe_many(max(0.0, now - r.timestamp.timestamp()) for r in readings)
+        m.ingest_lag.observe_ages(datetime.now(UTC), [r.timestamp for r in readings])
 
     async def _write_with_retry(
         self,
