@@ -28,6 +28,7 @@ DISCONNECT = 14
 
 MAX_REMAINING_LENGTH = 268_435_455
 PINGREQ_PACKET = b"\xc0\x00"
+_PUBACK_WORD = 0x4002_0000
 DISCONNECT_PACKET = b"\xe0\x00"
 
 REASONS = {
@@ -146,8 +147,11 @@ def encode_publish_qos0(topic: str, payload: bytes, version: int = MQTT5) -> byt
 
 
 def encode_pubacks(packet_ids: list[int]) -> bytes:
-    """PUBACKs for many messages in one buffer: written with one send()."""
-    return b"".join(b"\x40\x02" + pid.to_bytes(2, "big") for pid in packet_ids)
+    """PUBACKs for many messages in one buffer: written with one send().
+
+    Each PUBACK is the 4 bytes 0x40 0x02 and the packet id: one big-endian 32-bit word.
+    """
+    return struct.pack(f">{len(packet_ids)}I", *map(_PUBACK_WORD.__or__, packet_ids))
 
 
 def decode_publish(flags: int, body: bytes, version: int = MQTT5) -> tuple[str, bytes, int | None]:
