@@ -741,8 +741,9 @@ def append_row(results: dict[str, Any]) -> None:
         f"{r['bare_subscriber']['msgs_per_s']:,}",
         f"{r['raw_subscriber']['msgs_per_s']:,}",
         (
-            f"{single['readings_per_s']:,} ({r['postgres_single_ratio_to_bare']:.2f}x /"
-            f" {r['postgres_single_ratio_to_raw']:.2f}x)"
+            f"{single['readings_per_s']:,}"
+            f" ({single['readings_per_s'] / r['bare_subscriber']['msgs_per_s']:.2f}x /"
+            f" {single['readings_per_s'] / r['raw_subscriber']['msgs_per_s']:.2f}x)"
         ),
         f"{array['readings_per_s']:,}",
         f"{sq['readings_per_s']:,}",
