@@ -152,17 +152,29 @@ _DEVICE_ID_RE: Final = re.compile(r"[A-Za-z0-9._:-]{1,50}")
 _SENSOR_TYPE_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,20}")
 
 
-# Both checks run for every reading and see the same few thousand names again and again: a
-# cache hit costs a third of the match. Bounded (a flood of new names only evicts): at most
-# ~3 MB of device ids.
-@functools.lru_cache(maxsize=16_384)
+_MAX_DEVICE_ID_CHARS: Final = 50
+_MAX_SENSOR_TYPE_CHARS: Final = 20
+
+
 def is_device_id(text: str) -> bool:
     """Whether ``text`` is a valid device id (1-50 of ``A-Z a-z 0-9 . _ : -``)."""
+    return len(text) <= _MAX_DEVICE_ID_CHARS and _matches_device_id(text)
+
+
+def _is_sensor_type(text: str) -> bool:
+    return len(text) <= _MAX_SENSOR_TYPE_CHARS and _matches_sensor_type(text)
+
+
+# Both checks run for every reading and see the same few thousand names again and again: a
+# cache hit costs a third of the match. Bounded in entries (a flood of new names only
+# evicts) and in bytes (only names short enough to be valid are looked up): at most ~5 MB.
+@functools.lru_cache(maxsize=16_384)
+def _matches_device_id(text: str) -> bool:
     return _DEVICE_ID_RE.fullmatch(text) is not None
 
 
 @functools.lru_cache(maxsize=1024)
-def _is_sensor_type(text: str) -> bool:
+def _matches_sensor_type(text: str) -> bool:
     return _SENSOR_TYPE_RE.fullmatch(text) is not None
 
 
@@ -239,8 +251,8 @@ def _plain_reading(payload: bytes, received_at: datetime, skew_s: float) -> Read
     """The reading of a valid single-reading object with no other key; ``None`` for any
     other payload, valid or not, which :func:`_parse_document` then parses.
 
-    The fast path of the collector's most common message (about 1 µs of its 3, measured in
-    bench/README.md): one typed decode instead of a dict, and no rejection is ever made
+    The fast path of the collector's most common message (1.7 µs instead of 2.7, measured
+    in bench/README.md): one typed decode instead of a dict, and no rejection is ever made
     here, so every rejection is the general path's. Where both accept a payload they give
     the same reading (property-tested in tests/unit/domain/test_parse.py).
     """

@@ -28,8 +28,8 @@ DISCONNECT = 14
 
 MAX_REMAINING_LENGTH = 268_435_455
 PINGREQ_PACKET = b"\xc0\x00"
-_PUBACK_WORD = 0x4002_0000
 DISCONNECT_PACKET = b"\xe0\x00"
+_PUBACK_WORD = 0x4002_0000  # a PUBACK (0x40, remaining length 2) with packet id 0
 
 REASONS = {
     0x80: "unspecified error",

@@ -16,6 +16,8 @@ from iotcollector.domain.parse import (
     MULTI_SENSOR_METADATA_KEYS,
     REJECTION_CODES,
     RejectionCode,
+    _matches_device_id,
+    _matches_sensor_type,
     _parse_document,
     _plain_reading,
     dead_letter_reason,
@@ -977,3 +979,19 @@ def test_the_plain_reading_fast_path_agrees_with_the_general_parser(payload: byt
 )
 def test_a_plain_single_reading_takes_the_fast_path(payload: bytes) -> None:
     assert _plain_reading(payload, RECEIVED, SKEW.total_seconds()) is not None
+
+
+def test_name_checks_cache_only_names_short_enough_to_be_valid() -> None:
+    _matches_device_id.cache_clear()
+    _matches_sensor_type.cache_clear()
+    long = "x" * 100_000  # one hostile message must not pin 100 KB in a cache
+    single = parse_message(
+        orjson.dumps({"device_id": long, "sensor_type": "t", "value": 1}), received_at=RECEIVED
+    )
+    multi = parse_message(orjson.dumps({"device_id": "d", long: 1}), received_at=RECEIVED)
+    assert [r.code for r in single.rejections + multi.rejections] == [
+        "invalid_device_id",
+        "invalid_sensor_type",
+    ]
+    assert _matches_device_id.cache_info().currsize == 1  # "d" only
+    assert _matches_sensor_type.cache_info().currsize == 0
