@@ -381,7 +381,7 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 15) -> None:
     [
         ("GET", "/api/data"),
         ("POST", "/api/data"),
-        ("GET", "/api/data/aggregate?sensor_type=t&from=2026-11-01&bucket=1h"),
+        ("GET", "/api/data/aggregate?sensor_type=t&from=2026-11-01&to=2026-11-02&bucket=1h"),
         ("GET", "/api/devices"),
         ("GET", "/api/devices/api-dev-0"),
         ("GET", "/api/health"),

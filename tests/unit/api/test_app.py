@@ -214,7 +214,7 @@ async def test_body_limit_by_header_and_by_stream() -> None:
     [
         "/api/data",
         "/api/data?format=csv",
-        "/api/data/aggregate?sensor_type=t&from=2026-11-27",
+        "/api/data/aggregate?sensor_type=t&from=2026-11-27&to=2026-11-28",
         "/api/devices",
         "/api/devices/d",
     ],
