@@ -148,12 +148,10 @@ MULTI_SENSOR_METADATA_KEYS: Final[frozenset[str]] = frozenset(
 )
 _MULTI_SKIP: Final = MULTI_SENSOR_METADATA_KEYS | {"device_id", "deviceId", "timestamp", "unit"}
 
-_DEVICE_ID_RE: Final = re.compile(r"[A-Za-z0-9._:-]{1,50}")
-_SENSOR_TYPE_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,20}")
-
-
 _MAX_DEVICE_ID_CHARS: Final = 50
 _MAX_SENSOR_TYPE_CHARS: Final = 20
+_DEVICE_ID_RE: Final = re.compile(rf"[A-Za-z0-9._:-]{{1,{_MAX_DEVICE_ID_CHARS}}}")
+_SENSOR_TYPE_RE: Final = re.compile(rf"[A-Za-z0-9._-]{{1,{_MAX_SENSOR_TYPE_CHARS}}}")
 
 
 def is_device_id(text: str) -> bool:
@@ -474,7 +472,7 @@ def _device_id(obj: dict[str, Any]) -> str:
             f"device_id must be a string (got {_json_type(device_id)})",
         )
     if not is_device_id(device_id):
-        if 1 <= len(device_id) <= 50:
+        if 1 <= len(device_id) <= _MAX_DEVICE_ID_CHARS:
             problem = f"got {_show(device_id)}"
         else:
             problem = f"got {len(device_id)} characters"
