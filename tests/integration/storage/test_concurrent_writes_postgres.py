@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 
-from iotcollector.domain.reading import Reading
+from iotcollector.domain.reading import Reading, StatusChange
 from iotcollector.storage.factory import open_storage
 from iotcollector.storage.postgres import PostgresStorage
 
@@ -125,10 +125,23 @@ async def test_last_seen_is_refreshed_once_per_resolution_and_status_at_once(
         await store.write_batch(readings(start + timedelta(seconds=2), 1, "t"), [])
         second, _ = seen()
         assert second > first
-        # Marked offline (the sweep, a Last Will, another replica): online with its next reading.
+        # Marked offline by this collector (the sweep, a Last Will): online with its next reading.
         assert await store.mark_offline(datetime.now(UTC) + timedelta(seconds=1)) == 1
         await store.write_batch(readings(start + timedelta(seconds=3), 1, "t"), [])
         third, status = seen()
         assert (status, third > second) == ("online", True)
+        await store.write_batch([], [], [StatusChange("dev-000", "offline", datetime.now(UTC))])
+        await store.write_batch(readings(start + timedelta(seconds=4), 1, "t"), [])
+        fourth, status = seen()
+        assert (status, fourth > third) == ("online", True)
+        # By someone else (another replica): this collector, which wrote the row less than the
+        # resolution ago, does not look again until it passed.
+        query(postgres_url, "UPDATE devices SET status = 'offline' WHERE device_id = 'dev-000'")
+        await store.write_batch(readings(start + timedelta(seconds=5), 1, "t"), [])
+        assert seen() == (fourth, "offline")
+        await asyncio.sleep(0.4)
+        await store.write_batch(readings(start + timedelta(seconds=6), 1, "t"), [])
+        fifth, status = seen()
+        assert (status, fifth > fourth) == ("online", True)
     finally:
         await store.close()
