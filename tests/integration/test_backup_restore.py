@@ -190,7 +190,10 @@ def test_backup_under_load_restores_a_consistent_state(
     c = _collector(broker, db.url, tmp_path, "backup-load").start()
     try:
         c.wait_ready()
-        publisher = threading.Thread(target=publish, args=(broker.url, messages))
+        # Paced (about 6 s in all), so that ingest still runs while the backup is taken.
+        publisher = threading.Thread(
+            target=publish, args=(broker.url, messages), kwargs={"rate_per_s": 2_000}
+        )
         publisher.start()
         # Back up in the middle of ingest.
         assert wait_for_count(db.url, "iot_data", total // 5, timeout=60) >= total // 5
