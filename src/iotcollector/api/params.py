@@ -17,11 +17,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Final
 
 from iotcollector.domain.epoch import MICROSECOND, from_epoch_us, to_epoch_us
+from iotcollector.domain.parse import DEVICE_ID_REGEX, SENSOR_TYPE_REGEX, is_device_id
 from iotcollector.storage.base import Position
 
-DEVICE_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,50}$"
-SENSOR_TYPE_PATTERN: Final = r"^[A-Za-z0-9._-]{1,20}$"
-_DEVICE_ID_RE: Final = re.compile(r"[A-Za-z0-9._:-]{1,50}")
+DEVICE_ID_PATTERN: Final = f"^{DEVICE_ID_REGEX}$"
+SENSOR_TYPE_PATTERN: Final = f"^{SENSOR_TYPE_REGEX}$"
 
 _MAX_TIME_CHARS: Final = 64
 _EPOCH_MS_ABOVE: Final = Decimal(100_000_000_000)  # the same rule as the readings' timestamps
@@ -115,7 +115,7 @@ def decode_device_cursor(token: str) -> str:
         device_id = raw[len(_DEVICE_CURSOR_PREFIX) :].decode("ascii")
     except UnicodeDecodeError:
         raise ParamError("is not a cursor returned by this API") from None
-    if _DEVICE_ID_RE.fullmatch(device_id) is None:
+    if not is_device_id(device_id):
         raise ParamError("is not a cursor returned by this API")
     return device_id
 

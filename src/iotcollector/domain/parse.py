@@ -150,8 +150,11 @@ _MULTI_SKIP: Final = MULTI_SENSOR_METADATA_KEYS | {"device_id", "deviceId", "tim
 
 _MAX_DEVICE_ID_CHARS: Final = 50
 _MAX_SENSOR_TYPE_CHARS: Final = 20
-_DEVICE_ID_RE: Final = re.compile(rf"[A-Za-z0-9._:-]{{1,{_MAX_DEVICE_ID_CHARS}}}")
-_SENSOR_TYPE_RE: Final = re.compile(rf"[A-Za-z0-9._-]{{1,{_MAX_SENSOR_TYPE_CHARS}}}")
+# The valid names, as regular expressions (also the API's parameter patterns).
+DEVICE_ID_REGEX: Final = rf"[A-Za-z0-9._:-]{{1,{_MAX_DEVICE_ID_CHARS}}}"
+SENSOR_TYPE_REGEX: Final = rf"[A-Za-z0-9._-]{{1,{_MAX_SENSOR_TYPE_CHARS}}}"
+_DEVICE_ID_RE: Final = re.compile(DEVICE_ID_REGEX)
+_SENSOR_TYPE_RE: Final = re.compile(SENSOR_TYPE_REGEX)
 
 
 def is_device_id(text: str) -> bool:
