@@ -10,6 +10,9 @@ dir), all removed at the end. One run measures, side by side:
 1. bare subscriber: ``mosquitto_sub`` draining N queued QoS 1 messages (messages/s); and a
    raw-socket subscriber that only counts and acks (the broker's own limit);
 2. the collector into PostgreSQL, N single-reading messages (readings/s, ratio to each of 1);
+   1 (mosquitto_sub) and 2 are drained in turn three times (``--rounds``): the ratio is of
+   their medians, so that one noisy moment on a shared machine does not decide it (every
+   round's figure is in the result JSON);
 3. the same with JSON arrays of 100 readings;
 4. the same into SQLite; then mapped topics (``IOT_MAPPINGS_FILE``) into PostgreSQL:
    4b. Zigbee2MQTT-like JSON, 5 sensors a message (``readings: auto``), N/5 messages;
@@ -781,8 +784,12 @@ def main() -> int:  # noqa: PLR0915 - one benchmark, one sequence of phases
         type=Path,
         help="after the measured runs, drain N single readings once more under py-spy into DIR",
     )
+    parser.add_argument(
+        "--rounds", type=int, help="bare and collector single-reading drains, in turn (3; quick 1)"
+    )
     args = parser.parse_args()
     n = args.messages or (50_000 if args.quick else 200_000)
+    rounds = args.rounds or (1 if args.quick else 3)
     latency_s = args.latency_seconds or (15.0 if args.quick else 60.0)
     down_s = args.outage_seconds or (10.0 if args.quick else 30.0)
     outage_timing = (5.0, down_s, 10.0) if args.quick else (10.0, down_s, 15.0)
@@ -793,6 +800,7 @@ def main() -> int:  # noqa: PLR0915 - one benchmark, one sequence of phases
         "machine": machine(),
         "mode": "quick" if args.quick else "full",
         "messages": n,
+        "rounds": rounds,
         "load_start": _load(),
     }
     _log(f"machine: {results['machine']}; load average {results['load_start']}")
@@ -805,22 +813,33 @@ def main() -> int:  # noqa: PLR0915 - one benchmark, one sequence of phases
         try:
             broker.start()
             pg.start()
-            bare = bare_subscriber(broker, singles)
-            results["bare_subscriber"] = bare
-            _log(f"1 bare subscriber: {bare['msgs_per_s']:,} msg/s {bare['cpu_cores_busy']}")
+            bares, single_runs = [], []
+            for number in range(rounds):
+                bare = bare_subscriber(broker, singles)
+                bares.append(bare)
+                _log(f"1 bare subscriber: {bare['msgs_per_s']:,} msg/s {bare['cpu_cores_busy']}")
+                single = collector_drain(
+                    broker, pg.create_database(f"single{number}"), singles, n, tmp, pg=pg
+                )
+                single_runs.append(single)
+                _log(f"2 postgres, single: {single['readings_per_s']:,} readings/s")
             raw = raw_subscriber(broker, singles)
             results["raw_subscriber"] = raw
             _log(f"1b raw subscriber: {raw['msgs_per_s']:,} msg/s {raw['cpu_cores_busy']}")
 
-            single = collector_drain(broker, pg.create_database("single"), singles, n, tmp, pg=pg)
+            bare = _median_run(bares, "msgs_per_s")
+            results["bare_subscriber"] = bare
+            results["bare_subscriber_rounds"] = [b["msgs_per_s"] for b in bares]
+            single = _median_run(single_runs, "readings_per_s")
             results["postgres_single"] = single
+            results["postgres_single_rounds"] = [x["readings_per_s"] for x in single_runs]
             ratio = single["readings_per_s"] / bare["msgs_per_s"]
             results["postgres_single_ratio_to_bare"] = round(ratio, 3)
             raw_ratio = single["readings_per_s"] / raw["msgs_per_s"]
             results["postgres_single_ratio_to_raw"] = round(raw_ratio, 3)
             _log(
-                f"2 postgres, single: {single['readings_per_s']:,} readings/s"
-                f" ({ratio:.2f}x bare, {raw_ratio:.2f}x raw)"
+                f"2 postgres, single (median of {rounds}): {single['readings_per_s']:,}"
+                f" readings/s ({ratio:.2f}x bare, {raw_ratio:.2f}x raw)"
             )
 
             array = collector_drain(
@@ -896,6 +915,11 @@ def main() -> int:  # noqa: PLR0915 - one benchmark, one sequence of phases
     return 0
 
 
+def _median_run(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The run whose ``key`` is the median (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda run: run[key])[(len(runs) - 1) // 2]
+
+
 def _targets(r: dict[str, Any]) -> dict[str, bool]:
     """Issue 4's targets, each met or not."""
     rss = [
@@ -905,6 +929,7 @@ def _targets(r: dict[str, Any]) -> dict[str, bool]:
     return {
         "postgres_single_ge_40k": r["postgres_single"]["readings_per_s"] >= 40_000,
         "postgres_single_ge_0.55x_bare": r["postgres_single_ratio_to_bare"] >= 0.55,
+        "postgres_single_ge_0.8x_bare": r["postgres_single_ratio_to_bare"] >= 0.8,  # issue 13
         # Not an issue target; the stricter yardstick (bench/README.md).
         "postgres_single_ge_0.55x_raw": r["postgres_single_ratio_to_raw"] >= 0.55,
         "postgres_array100_ge_100k": r["postgres_array100"]["readings_per_s"] >= 100_000,
