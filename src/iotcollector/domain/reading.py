@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from datetime import datetime  # noqa: TC003 - a Struct's field types are read at run time
 
-if TYPE_CHECKING:
-    from datetime import datetime
+import msgspec
 
-# Records on the hot path are slotted but not frozen: a frozen dataclass's __init__ costs
-# several times as much (object.__setattr__ per field). They are treated as immutable all
-# the same.
+# Records made for every message are msgspec Structs (Reading, ParseResult), the others
+# slotted dataclasses; none is frozen (a frozen dataclass's __init__ costs several times as
+# much: object.__setattr__ per field). They are treated as immutable all the same.
 
 
-@dataclass(slots=True)
-class Reading:
-    """One validated sensor reading. ``timestamp`` is timezone-aware UTC."""
+class Reading(msgspec.Struct, gc=False):
+    """One validated sensor reading. ``timestamp`` is timezone-aware UTC.
+
+    A ``msgspec.Struct``, not a dataclass: made for every reading, in C (a third of the
+    dataclass's time), and not tracked by the cyclic GC (its fields cannot form a cycle).
+    """
 
     device_id: str
     sensor_type: str
@@ -44,12 +46,11 @@ class Rejection:
         return f"{self.code}: {where}{self.detail}"
 
 
-@dataclass(slots=True)
-class ParseResult:
+class ParseResult(msgspec.Struct):
     """What one message yielded: its valid readings and the rejections of its bad parts."""
 
-    readings: list[Reading] = field(default_factory=list)
-    rejections: list[Rejection] = field(default_factory=list)
+    readings: list[Reading] = msgspec.field(default_factory=list)
+    rejections: list[Rejection] = msgspec.field(default_factory=list)
 
 
 @dataclass(slots=True)

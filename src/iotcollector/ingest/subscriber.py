@@ -28,8 +28,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
+
+import msgspec
 
 from iotcollector.backoff import Backoff
 from iotcollector.errors import MqttError, MqttRefusedError
@@ -62,8 +63,7 @@ _HANDSHAKE_TIMEOUT_S = 10.0
 SLICE_BYTES = 16 * 1024
 
 
-@dataclass(slots=True)
-class Delivery:
+class Delivery(msgspec.Struct, gc=False):
     """One message as received; ``connection`` tells which connection must acknowledge it.
 
     ``payload`` is the whole payload, or its first :data:`OVERSIZE_PREFIX_BYTES` when ``size``

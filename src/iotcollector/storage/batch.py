@@ -89,7 +89,15 @@ def settle(
 
 def refused_payload(reading: Reading) -> bytes:
     """The bytes kept in ``iot_rejected`` for a reading the database refused."""
-    return orjson.dumps(reading)
+    return orjson.dumps(
+        {
+            "device_id": reading.device_id,
+            "sensor_type": reading.sensor_type,
+            "value": reading.value,
+            "unit": reading.unit,
+            "timestamp": reading.timestamp,
+        }
+    )
 
 
 def storage_reason(message: str) -> str:
