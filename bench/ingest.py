@@ -1,7 +1,7 @@
 """End-to-end ingest benchmark: QoS 1 messages → committed rows, against a bare subscriber.
 
-    .venv/bin/python -m bench.ingest            # full run (about 5 minutes)
-    .venv/bin/python -m bench.ingest --quick    # smaller run (about 2 minutes)
+    .venv/bin/python -m bench.ingest            # full run (about 3 minutes)
+    .venv/bin/python -m bench.ingest --quick    # smaller run (about 1 minute)
     .venv/bin/python -m bench.ingest --profile DIR   # and a py-spy profile of one more drain
 
 Everything runs on 127.0.0.1 with a private Mosquitto and PostgreSQL (and SQLite in a temp
@@ -772,7 +772,7 @@ def append_row(results: dict[str, Any]) -> None:
 
 def main() -> int:  # noqa: PLR0915 - one benchmark, one sequence of phases
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller, about 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="smaller, about 1 minute")
     parser.add_argument("--messages", type=int, help="N for runs 1-4 (200,000; quick 50,000)")
     parser.add_argument("--rate", type=int, default=5000, help="readings/s for runs 5-6")
     parser.add_argument("--latency-seconds", type=float, help="(60; quick 15)")
