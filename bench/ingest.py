@@ -734,7 +734,7 @@ def append_row(results: dict[str, Any]) -> None:
     r = results
     single, array, sq = r["postgres_single"], r["postgres_array100"], r["sqlite_single"]
     lat, out = r["latency"], r["outage"]
-    peak = max(single["peak_rss_mb"], array["peak_rss_mb"], sq["peak_rss_mb"], lat["peak_rss_mb"])
+    peak = max(_single_peak_rss(r), array["peak_rss_mb"], sq["peak_rss_mb"], lat["peak_rss_mb"])
     cells = [
         r["date"][:16].replace("T", " "),
         f"`{r['commit']}`{'+' if r['dirty'] else ''}",
@@ -833,6 +833,7 @@ def main() -> int:  # noqa: PLR0915 - one benchmark, one sequence of phases
             single = _median_run(single_runs, "readings_per_s")
             results["postgres_single"] = single
             results["postgres_single_rounds"] = [x["readings_per_s"] for x in single_runs]
+            results["postgres_single_rounds_peak_rss_mb"] = [x["peak_rss_mb"] for x in single_runs]
             ratio = single["readings_per_s"] / bare["msgs_per_s"]
             results["postgres_single_ratio_to_bare"] = round(ratio, 3)
             raw_ratio = single["readings_per_s"] / raw["msgs_per_s"]
@@ -920,11 +921,16 @@ def _median_run(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
     return sorted(runs, key=lambda run: run[key])[(len(runs) - 1) // 2]
 
 
+def _single_peak_rss(r: dict[str, Any]) -> float:
+    """The collector's peak RSS over every round of single readings, not the median's only."""
+    rounds = r.get("postgres_single_rounds_peak_rss_mb", [r["postgres_single"]["peak_rss_mb"]])
+    return float(max(rounds))
+
+
 def _targets(r: dict[str, Any]) -> dict[str, bool]:
-    """Issue 4's targets, each met or not."""
-    rss = [
-        r[k]["peak_rss_mb"]
-        for k in ("postgres_single", "postgres_array100", "sqlite_single", "latency", "outage")
+    """Issue 4's targets, and issue 13's ratio, each met or not."""
+    rss = [_single_peak_rss(r)] + [
+        r[k]["peak_rss_mb"] for k in ("postgres_array100", "sqlite_single", "latency", "outage")
     ]
     return {
         "postgres_single_ge_40k": r["postgres_single"]["readings_per_s"] >= 40_000,
